@@ -1,0 +1,388 @@
+r"""Incoherent INS in the isotropic harmonic approximation, powder averaged.
+
+Physics
+-------
+For an atom (or group of equivalent atoms) g of mass M and total bound
+cross section sigma, with one-phonon density of states per direction
+rho_g(E) (normalised to 1), the powder-averaged incoherent scattering
+function in the isotropic approximation is
+
+.. math::
+
+   S_g(Q, E) = e^{-Q^2 a_g} \sum_{n=0}^{\infty} \frac{Q^{2n}}{n!} T_g^{*n}(E)
+
+with the one-phonon function (energy loss E > 0, gain E < 0)
+
+.. math::
+
+   T_g(E) = \frac{\hbar^2}{2M} \frac{\rho_g(|E|)}{|E|}
+            \begin{cases} n(E) + 1 & E > 0 \\ n(|E|) & E < 0 \end{cases}
+
+where n is the Bose occupation, ``T^{*n}`` the n-fold self-convolution
+(``T^{*0} = delta(E)``, the elastic line) and ``a_g = \int T_g dE``
+the mean-square displacement along Q, so ``2W = Q^2 a_g`` is the
+Debye-Waller exponent. Order n = 1 is the fundamental, n >= 2 the
+overtones and combinations. The total is normalised (sum over all orders
+integrates to 1) and its first moment is the free-atom recoil
+hbar^2 Q^2 / 2M (the sum rule tested in tests/test_incoherent.py).
+
+The spectrum of the crystal is ``sum_g (sigma_g / 4 pi) * n_g * S_g`` in
+barn / sr / meV per primitive cell. No k_f/k_i factor is applied (S(Q,E),
+as OCLIMAX and Abins report it).
+
+Numerics
+--------
+Mode energies are deposited on a uniform grid of spacing ``bin_width`` with
+a linear split between the two nearest points, which conserves the number
+of modes and their first moment exactly; self-convolutions on that grid are
+exact discrete convolutions, so the sum rules hold to rounding. Resolution
+broadening integrates a Gaussian of the instrument's FWHM(E) over each output
+bin, so any bins (logarithmic included) receive exactly the weight they cover.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import factorial
+
+import numpy as np
+from scipy.special import erf
+
+from insnet_core import InputError
+from insnet_core.cross_sections import element_data
+from insnet_core.units import HBAR2_OVER_2AMU, KB_MEV_PER_K
+
+__all__ = ["IncoherentIngredients", "build_ingredients", "one_phonon_function",
+           "phonon_orders", "mean_square_displacement", "broadening_matrix",
+           "compute_map", "compute_trajectory", "check_temperature", "check_orders",
+           "MAX_ORDER", "DEFAULT_BIN_WIDTH", "DEFAULT_MIN_ENERGY"]
+
+#: Highest multiphonon order the engine computes.
+MAX_ORDER = 10
+#: Default grid spacing for mode energies, meV.
+DEFAULT_BIN_WIDTH = 0.1
+#: Modes below this energy (meV) are left out (acoustic modes at Gamma, imaginary modes).
+DEFAULT_MIN_ENERGY = 0.5
+
+
+@dataclass
+class IncoherentIngredients:
+    """Everything the incoherent engine needs; independent of T, Q, E grid, instrument.
+
+    Attributes
+    ----------
+    group_labels : list of str, length n_groups
+        E.g. ``"Si"`` (element grouping) or ``"F (site 1)"`` (site grouping).
+    elements : list of str, length n_groups
+    n_atoms : ndarray, shape (n_groups,)
+        Atoms per primitive cell in each group.
+    masses : ndarray, shape (n_groups,)
+        amu.
+    cross_sections : ndarray, shape (n_groups,)
+        Total bound scattering cross section per atom, barn.
+    bin_width : float
+        Grid spacing in meV; grid point j is at energy ``j * bin_width``.
+    dos : ndarray, shape (n_groups, n_grid)
+        One-phonon DOS per atom and direction as weights on the grid
+        (each row sums to the fraction of modes kept, 1 minus excluded modes).
+    """
+
+    group_labels: list
+    elements: list
+    n_atoms: np.ndarray
+    masses: np.ndarray
+    cross_sections: np.ndarray
+    bin_width: float
+    dos: np.ndarray
+
+    @property
+    def grid(self):
+        """Grid energies, meV, shape (n_grid,)."""
+        return np.arange(self.dos.shape[1]) * self.bin_width
+
+    @property
+    def n_groups(self):
+        return len(self.group_labels)
+
+    @property
+    def max_energy(self):
+        """Highest grid energy carrying DOS weight, meV."""
+        nz = np.nonzero(self.dos.any(axis=0))[0]
+        return float(nz[-1] * self.bin_width) if nz.size else 0.0
+
+    def by_element(self):
+        """Merge groups of the same element (DOS averaged with atom-count weights)."""
+        elements = sorted(set(self.elements), key=self.elements.index)
+        idx = [[i for i, e in enumerate(self.elements) if e == el] for el in elements]
+        n = np.array([self.n_atoms[i].sum() for i in idx], dtype=float)
+        dos = np.array([(self.n_atoms[i, None] * self.dos[i]).sum(0) / self.n_atoms[i].sum()
+                        for i in idx])
+        return IncoherentIngredients(
+            group_labels=list(elements), elements=list(elements), n_atoms=n,
+            masses=np.array([self.masses[i[0]] for i in idx]),
+            cross_sections=np.array([self.cross_sections[i[0]] for i in idx]),
+            bin_width=self.bin_width, dos=dos)
+
+
+def check_temperature(temperature):
+    """Return the temperature as float after checking it is finite and >= 0 K."""
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise InputError(f"temperature must be a number in K, got {temperature!r}") from None
+    if not np.isfinite(t) or t < 0:
+        raise InputError(f"temperature must be >= 0 K, got {temperature!r}")
+    return t
+
+
+def check_orders(orders):
+    """Return the maximum phonon order as int after checking 1 <= orders <= MAX_ORDER."""
+    try:
+        n = int(orders)
+    except (TypeError, ValueError):
+        raise InputError(f"phonon orders must be an integer 1..{MAX_ORDER}, got {orders!r}") from None
+    if n != orders or not 1 <= n <= MAX_ORDER:
+        raise InputError(f"phonon orders must be an integer 1..{MAX_ORDER}, got {orders!r}")
+    return n
+
+
+def build_ingredients(modes, grouping="site", bin_width=DEFAULT_BIN_WIDTH,
+                      min_energy=DEFAULT_MIN_ENERGY):
+    """Histogram the mode projections into per-group one-phonon DOS.
+
+    Parameters
+    ----------
+    modes : insnet_core.phonons.PhononModes
+    grouping : {'site', 'element'}
+        'site': one group per set of symmetry-equivalent atoms (exact in the
+        isotropic approximation); 'element': one group per element (the
+        Debye-Waller factor is then the element average; compact storage).
+    bin_width : float
+        Grid spacing, meV.
+    min_energy : float
+        Modes below this energy (meV) are excluded, including all imaginary
+        modes (negative energies).
+
+    Returns
+    -------
+    IncoherentIngredients
+    """
+    if grouping not in ("site", "element"):
+        raise InputError(f"grouping must be 'site' or 'element', got {grouping!r}")
+    if not bin_width > 0:
+        raise InputError(f"bin width must be > 0 meV, got {bin_width!r}")
+    min_energy = max(float(min_energy), bin_width)
+    energies = modes.energies
+    keep = energies >= min_energy
+    n_grid = int(np.floor(max(modes.max_energy, min_energy) / bin_width)) + 3
+    x = np.where(keep, energies, 0.0) / bin_width
+    lo = np.floor(x).astype(int)
+    frac = x - lo
+    # weight of (q, mode) on atom k, per direction: projections / 3
+    w = (modes.q_weights[:, None, None] * modes.projections / 3.0) * keep[:, :, None]
+    reps = list(dict.fromkeys(int(o) for o in modes.orbits))
+    dos_atoms = np.zeros((len(reps), n_grid))
+    labels, elements, counts = [], [], []
+    for gi, rep in enumerate(reps):
+        members = np.nonzero(modes.orbits == rep)[0]
+        wk = w[:, :, rep]  # equivalent atoms carry identical (orbit-averaged) projections
+        np.add.at(dos_atoms[gi], lo.ravel(), (wk * (1 - frac)).ravel())
+        np.add.at(dos_atoms[gi], lo.ravel() + 1, (wk * frac).ravel())
+        el = modes.species[rep]
+        elements.append(el)
+        counts.append(len(members))
+        site_no = sum(1 for r in reps[:gi + 1] if modes.species[r] == el)
+        labels.append(f"{el} (site {site_no})")
+    masses = np.array([modes.masses[r] for r in reps])
+    xs = np.array([element_data(modes.species[r])[1] for r in reps])
+    ing = IncoherentIngredients(group_labels=labels, elements=elements,
+                                n_atoms=np.array(counts, dtype=float), masses=masses,
+                                cross_sections=xs, bin_width=float(bin_width), dos=dos_atoms)
+    return ing.by_element() if grouping == "element" else ing
+
+
+def _bose(energy, temperature):
+    """Bose occupation n(E) for E > 0 (meV) at T (K); zeros at T = 0."""
+    if temperature == 0:
+        return np.zeros_like(energy)
+    with np.errstate(over="ignore"):
+        return 1.0 / np.expm1(energy / (KB_MEV_PER_K * temperature))
+
+
+def one_phonon_function(ingredients, temperature, half_width):
+    """Two-sided one-phonon function T_g(E) on the grid, shape (n_groups, 2*half_width+1).
+
+    Index ``half_width + j`` holds energy ``j * bin_width`` (j from -half_width to
+    +half_width). Values are weights in angstrom^2 (multiply by Q^2 for the
+    dimensionless order-1 weight).
+    """
+    ing = ingredients
+    n_dos = ing.dos.shape[1]
+    j = np.arange(1, min(n_dos, half_width + 1))
+    e = j * ing.bin_width
+    n = _bose(e, temperature)
+    base = (HBAR2_OVER_2AMU / ing.masses)[:, None] * ing.dos[:, j] / e[None, :]
+    out = np.zeros((ing.n_groups, 2 * half_width + 1))
+    out[:, half_width + j] = base * (n + 1)
+    out[:, half_width - j] = base * n
+    if n_dos - 1 > half_width and ing.dos[:, half_width + 1:].any():
+        raise ValueError("energy window narrower than the phonon DOS; widen half_width")
+    return out
+
+
+def mean_square_displacement(ingredients, temperature):
+    """Isotropic mean-square displacement per direction <u_Q^2>, angstrom^2, shape (n_groups,).
+
+    ``a_g = hbar^2/(2M) * sum_j rho_j coth(E_j / 2kT) / E_j``; 2W = Q^2 a_g.
+    """
+    t = check_temperature(temperature)
+    half = ingredients.dos.shape[1] - 1
+    return one_phonon_function(ingredients, t, half).sum(axis=1)
+
+
+def phonon_orders(t1, orders):
+    """Self-convolutions T^{*n} for n = 1..orders, each shaped like ``t1`` (n_groups, 2J+1).
+
+    Arrays are centred: index J is E = 0. Each order is the exact discrete
+    convolution of the previous one with ``t1`` (by FFT, zero-padded so there
+    is no wrap-around), truncated to the same window of -J..J bins; only weight
+    beyond the window is lost.
+    """
+    width = t1.shape[1]
+    half = (width - 1) // 2
+    size = 1 << int(np.ceil(np.log2(2 * width - 1)))
+    f1 = np.fft.rfft(t1, n=size, axis=1)
+    out = [t1]
+    for _ in range(2, orders + 1):
+        full = np.fft.irfft(np.fft.rfft(out[-1], n=size, axis=1) * f1, n=size, axis=1)
+        # full index m holds energy index m - 2J; keep -J..J
+        out.append(np.clip(full[:, half:half + width], 0.0, None))
+    return out
+
+
+def broadening_matrix(grid_energies, fwhm, edges):
+    """Gaussian resolution as a (n_grid, n_bins) matrix of densities per meV.
+
+    Row i is a unit-weight Gaussian centred on ``grid_energies[i]`` with FWHM
+    ``fwhm[i]``, integrated over each output bin and divided by its width.
+    """
+    sigma = np.maximum(np.asarray(fwhm, dtype=float), 1e-9) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    z = (edges[None, :] - grid_energies[:, None]) / (np.sqrt(2.0) * sigma[:, None])
+    cdf = 0.5 * erf(z)
+    return np.diff(cdf, axis=1) / np.diff(edges)[None, :]
+
+
+def _window_half_width(ingredients, edges, fwhm_max, temperature):
+    """Grid half-width (bins) covering the output energies and the DOS."""
+    reach = max(abs(edges[0]), abs(edges[-1])) + 6.0 * fwhm_max + 2 * ingredients.bin_width
+    dos_top = ingredients.dos.shape[1] - 1
+    return max(int(np.ceil(reach / ingredients.bin_width)), dos_top)
+
+
+def _gauss_legendre_q(q_edges, points=3):
+    """Nodes (n_bins, points) and weights (points,) for averaging over each |Q| bin."""
+    x, w = np.polynomial.legendre.leggauss(points)
+    centres = 0.5 * (q_edges[1:] + q_edges[:-1])
+    half = 0.5 * np.diff(q_edges)
+    return centres[:, None] + half[:, None] * x[None, :], w / 2.0
+
+
+def _stick_orders(ingredients, temperature, orders, half, include_elastic):
+    t1 = one_phonon_function(ingredients, temperature, half)
+    msd = t1.sum(axis=1)
+    stack = phonon_orders(t1, orders)
+    if include_elastic:
+        elastic = np.zeros_like(t1)
+        elastic[:, half] = 1.0
+        stack = [elastic] + stack
+    first = 0 if include_elastic else 1
+    return stack, msd, first
+
+
+def compute_map(ingredients, q_edges, energy_edges, fwhm_func, temperature=0.0, orders=4,
+                include_elastic=False):
+    """Powder map S(|Q|, E) split by group and order.
+
+    Parameters
+    ----------
+    ingredients : IncoherentIngredients
+    q_edges : ndarray (n_q+1,)
+        |Q| bin edges, 1/angstrom; the value of a bin is its average over |Q|.
+    energy_edges : ndarray (n_e+1,)
+        Energy-transfer bin edges, meV.
+    fwhm_func : callable
+        ``fwhm_func(E) -> FWHM`` in meV for energy transfers E (array).
+    temperature : float
+        K.
+    orders : int
+        Highest phonon order (1..MAX_ORDER).
+    include_elastic : bool
+        Add the order-0 elastic line (resolution-broadened delta at E = 0).
+
+    Returns
+    -------
+    dict
+        ``{(group_index, order): ndarray (n_q, n_e)}`` in barn/sr/meV per cell.
+    """
+    t = check_temperature(temperature)
+    orders = check_orders(orders)
+    ing = ingredients
+    probe = np.linspace(energy_edges[0], energy_edges[-1], 64)
+    half = _window_half_width(ing, energy_edges, float(np.max(fwhm_func(probe))), t)
+    stack, msd, first = _stick_orders(ing, t, orders, half, include_elastic)
+    grid = (np.arange(2 * half + 1) - half) * ing.bin_width
+    # only grid points that can reach the output bins matter
+    fwhm = np.asarray(fwhm_func(grid), dtype=float)
+    reach = 6.0 * fwhm
+    rows = np.nonzero((grid + reach >= energy_edges[0]) & (grid - reach <= energy_edges[-1]))[0]
+    kern = broadening_matrix(grid[rows], fwhm[rows], energy_edges)
+    nodes, weights = _gauss_legendre_q(q_edges)
+    q2 = nodes ** 2
+    pref = ing.cross_sections * ing.n_atoms / (4 * np.pi)
+    out = {}
+    for k, arr in enumerate(stack):
+        n = k + first
+        broadened = arr[:, rows] @ kern                     # (n_groups, n_e)
+        for g in range(ing.n_groups):
+            qfac = ((np.exp(-q2 * msd[g]) * q2 ** n) @ weights) / factorial(n)  # (n_q,)
+            out[(g, n)] = pref[g] * qfac[:, None] * broadened[g][None, :]
+    return out
+
+
+def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temperature=0.0,
+                       orders=4, include_elastic=False):
+    """1D spectrum S(Q(E), E) along an instrument trajectory, split by group and order.
+
+    Parameters
+    ----------
+    q_of_energy : callable
+        ``q_of_energy(E) -> |Q|`` (1/angstrom) for energy transfers E (meV);
+        NaN where the trajectory does not exist.
+    Other parameters as :func:`compute_map`.
+
+    Returns
+    -------
+    dict
+        ``{(group_index, order): ndarray (n_e,)}`` in barn/sr/meV per cell.
+    """
+    t = check_temperature(temperature)
+    orders = check_orders(orders)
+    ing = ingredients
+    probe = np.linspace(energy_edges[0], energy_edges[-1], 64)
+    half = _window_half_width(ing, energy_edges, float(np.max(fwhm_func(probe))), t)
+    stack, msd, first = _stick_orders(ing, t, orders, half, include_elastic)
+    grid = (np.arange(2 * half + 1) - half) * ing.bin_width
+    fwhm = np.asarray(fwhm_func(grid), dtype=float)
+    reach = 6.0 * fwhm
+    rows = np.nonzero((grid + reach >= energy_edges[0]) & (grid - reach <= energy_edges[-1]))[0]
+    kern = broadening_matrix(grid[rows], fwhm[rows], energy_edges)
+    q = np.asarray(q_of_energy(grid[rows]), dtype=float)
+    valid = np.isfinite(q)
+    q2 = np.where(valid, q, 0.0) ** 2
+    pref = ing.cross_sections * ing.n_atoms / (4 * np.pi)
+    out = {}
+    for k, arr in enumerate(stack):
+        n = k + first
+        for g in range(ing.n_groups):
+            sticks = arr[g, rows] * np.exp(-q2 * msd[g]) * q2 ** n / factorial(n) * valid
+            out[(g, n)] = pref[g] * (sticks @ kern)
+    return out

@@ -1,0 +1,376 @@
+"""Phonons from force constants: loading phonopy data and sampling modes on a mesh.
+
+The engine needs, for every atom of the primitive cell, how the phonon modes
+on a Brillouin-zone mesh project onto it. :func:`load_phonopy` reads the
+published formats (a phonondb folder, ``phonopy.yaml`` with or without
+``FORCE_CONSTANTS``), :func:`run_mesh` diagonalises the dynamical matrix on a
+Gamma-centred mesh and returns :class:`PhononModes`.
+
+Masses are those of :mod:`periodictable` (natural isotopic abundance), set on
+the phonopy object so eigenvectors and the INS kinematics use the same values.
+"""
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from insnet_core import InputError
+from insnet_core.units import MEV_PER_THZ
+
+__all__ = ["PhononModes", "load_phonopy", "run_mesh", "mesh_for_spacing",
+           "read_phonopy_conf", "IMAGINARY_TOLERANCE_MEV"]
+
+#: Modes below minus this (meV) count as imaginary (unstable); tiny negative
+#: acoustic frequencies near Gamma from numerical noise stay below it.
+IMAGINARY_TOLERANCE_MEV = 0.25
+
+#: Default maximum spacing between mesh points, 1/angstrom (reference work: < 0.1).
+DEFAULT_MESH_SPACING = 0.1
+
+
+@dataclass
+class PhononModes:
+    """Phonon modes on a mesh, reduced to what incoherent INS needs.
+
+    Attributes
+    ----------
+    species : tuple of str, length n_atoms
+        Element symbol of each atom of the primitive cell.
+    masses : ndarray, shape (n_atoms,)
+        Atomic masses in amu (the ones used in the dynamical matrix).
+    lattice : ndarray, shape (3, 3)
+        Primitive-cell vectors (rows) in angstrom.
+    frac_coords : ndarray, shape (n_atoms, 3)
+    energies : ndarray, shape (n_q, n_modes)
+        Mode energies in meV; imaginary modes are negative.
+    q_weights : ndarray, shape (n_q,)
+        Weights of the (irreducible) q-points, summing to 1.
+    projections : ndarray, shape (n_q, n_modes, n_atoms)
+        sum over x, y, z of |e_{k,alpha}(q, nu)|^2: the fraction of mode
+        (q, nu) on atom k. Sums to 1 over atoms and to 3 over modes.
+    orbits : ndarray of int, shape (n_atoms,)
+        Index of the symmetry-equivalent representative of each atom.
+    mesh : tuple of int
+        The Gamma-centred mesh.
+    """
+
+    species: tuple
+    masses: np.ndarray
+    lattice: np.ndarray
+    frac_coords: np.ndarray
+    energies: np.ndarray
+    q_weights: np.ndarray
+    projections: np.ndarray
+    orbits: np.ndarray
+    mesh: tuple
+
+    @property
+    def n_atoms(self):
+        return len(self.species)
+
+    @property
+    def min_energy(self):
+        """Lowest mode energy on the mesh, meV (negative when imaginary)."""
+        return float(self.energies.min())
+
+    @property
+    def max_energy(self):
+        """Highest mode energy on the mesh, meV."""
+        return float(self.energies.max())
+
+    @property
+    def imaginary_fraction(self):
+        """Fraction of the mode weight (q-weighted) that is imaginary."""
+        bad = self.energies < -IMAGINARY_TOLERANCE_MEV
+        return float((self.q_weights[:, None] * bad).sum() / self.energies.shape[1])
+
+    @property
+    def has_imaginary(self):
+        """True when any mode is below -IMAGINARY_TOLERANCE_MEV (crystal unstable here)."""
+        return self.min_energy < -IMAGINARY_TOLERANCE_MEV
+
+    def stability_report(self):
+        """One line describing imaginary modes, for logs and warnings."""
+        if not self.has_imaginary:
+            return "dynamically stable on the mesh (no imaginary modes)"
+        return (f"UNSTABLE: imaginary modes down to {self.min_energy:.2f} meV "
+                f"({self.min_energy / MEV_PER_THZ:.2f} THz), {100 * self.imaginary_fraction:.1f} % "
+                f"of the mode weight; they are left out of the spectrum")
+
+    @property
+    def formula(self):
+        from collections import Counter
+        counts = Counter(self.species)
+        from math import gcd
+        from functools import reduce
+        g = reduce(gcd, counts.values())
+        return "".join(f"{el}{n // g if n // g > 1 else ''}" for el, n in counts.items())
+
+
+def read_phonopy_conf(path):
+    """Read DIM and PRIMITIVE_AXIS from a phonopy.conf.
+
+    Returns
+    -------
+    supercell_matrix : ndarray (3, 3) of int
+    primitive_matrix : ndarray (3, 3) of float, or the string 'P' when absent
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read phonopy.conf ({exc})") from None
+    settings = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise InputError(f"{path}, line {lineno}: expected 'KEY = value', got {line!r}")
+        key, value = (s.strip() for s in line.split("=", 1))
+        settings[key.upper()] = (value, lineno)
+    if "DIM" not in settings:
+        raise InputError(f"{path}: no DIM (supercell matrix) given")
+    value, lineno = settings["DIM"]
+    try:
+        dim = [int(x) for x in value.split()]
+    except ValueError:
+        raise InputError(f"{path}, line {lineno}: DIM must be 3 or 9 integers, got {value!r}") from None
+    if len(dim) == 3:
+        supercell = np.diag(dim)
+    elif len(dim) == 9:
+        supercell = np.array(dim).reshape(3, 3)
+    else:
+        raise InputError(f"{path}, line {lineno}: DIM must be 3 or 9 integers, got {len(dim)}")
+    if abs(round(np.linalg.det(supercell))) < 1:
+        raise InputError(f"{path}, line {lineno}: DIM matrix {dim} is singular")
+    primitive = "P"
+    if "PRIMITIVE_AXIS" in settings:
+        value, lineno = settings["PRIMITIVE_AXIS"]
+        if value.strip().lower() in ("auto", "p"):
+            primitive = "auto" if value.strip().lower() == "auto" else "P"
+        else:
+            try:
+                nums = [float(Fraction(x)) for x in value.split()]
+            except (ValueError, ZeroDivisionError):
+                raise InputError(f"{path}, line {lineno}: PRIMITIVE_AXIS must be 9 numbers "
+                                 f"(fractions allowed), got {value!r}") from None
+            if len(nums) != 9:
+                raise InputError(f"{path}, line {lineno}: PRIMITIVE_AXIS needs 9 numbers, got {len(nums)}")
+            primitive = np.array(nums).reshape(3, 3)
+    return supercell, primitive
+
+
+def _quiet(func, *args, **kwargs):
+    """Run a phonopy call with its stdout chatter and warnings captured."""
+    buf = io.StringIO()
+    with redirect_stdout(buf), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return func(*args, **kwargs)
+
+
+def _set_periodictable_masses(phonon):
+    import periodictable
+    masses = []
+    for sym in phonon.primitive.symbols:
+        try:
+            masses.append(float(periodictable.elements.symbol(sym).mass))
+        except ValueError:
+            raise InputError(f"unknown element {sym!r} in the phonon structure") from None
+    # phonopy takes masses of the primitive cell and maps them onto the supercell
+    phonon.masses = masses
+
+
+def load_phonopy(source, born=True):
+    """Load force constants with the phonopy API.
+
+    Parameters
+    ----------
+    source : str or Path
+        One of
+        * a folder with ``POSCAR-unitcell``, ``phonopy.conf`` (DIM, PRIMITIVE_AXIS),
+          ``FORCE_SETS`` and optionally ``BORN`` (Togo's phonondb layout);
+        * a folder or file ``phonopy.yaml`` / ``phonopy_params.yaml`` /
+          ``phonopy_disp.yaml`` (with ``FORCE_SETS`` or ``FORCE_CONSTANTS``
+          beside it when the yaml holds no forces).
+    born : bool
+        Apply the non-analytical term correction when a ``BORN`` file is present.
+
+    Returns
+    -------
+    phonopy.Phonopy
+        With force constants produced and masses from periodictable.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable files, supercell size not matching the force sets.
+    """
+    import phonopy
+
+    source = Path(source)
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder")
+    folder = source if source.is_dir() else source.parent
+    yaml_file = None
+    if source.is_file() and source.suffix in (".yaml", ".yml"):
+        yaml_file = source
+    elif source.is_dir():
+        for name in ("phonopy_params.yaml", "phonopy.yaml", "phonopy_disp.yaml"):
+            if (folder / name).is_file():
+                yaml_file = folder / name
+                break
+    born_file = folder / "BORN"
+    born_arg = str(born_file) if (born and born_file.is_file()) else None
+
+    try:
+        if yaml_file is not None and not (folder / "POSCAR-unitcell").is_file():
+            kwargs = {}
+            if (folder / "FORCE_CONSTANTS").is_file():
+                kwargs["force_constants_filename"] = str(folder / "FORCE_CONSTANTS")
+            elif (folder / "FORCE_SETS").is_file():
+                kwargs["force_sets_filename"] = str(folder / "FORCE_SETS")
+            phonon = _quiet(phonopy.load, str(yaml_file), born_filename=born_arg,
+                            produce_fc=True, log_level=0, **kwargs)
+        else:
+            unitcell = folder / "POSCAR-unitcell"
+            conf = folder / "phonopy.conf"
+            for required in (unitcell, conf):
+                if not required.is_file():
+                    raise InputError(f"{folder}: missing {required.name} (a phonondb folder needs "
+                                     "POSCAR-unitcell, phonopy.conf and FORCE_SETS or FORCE_CONSTANTS)")
+            supercell, primitive = read_phonopy_conf(conf)
+            kwargs = {}
+            if (folder / "FORCE_SETS").is_file():
+                kwargs["force_sets_filename"] = str(folder / "FORCE_SETS")
+                _check_force_sets(folder / "FORCE_SETS", unitcell, supercell)
+            elif (folder / "FORCE_CONSTANTS").is_file():
+                kwargs["force_constants_filename"] = str(folder / "FORCE_CONSTANTS")
+            else:
+                raise InputError(f"{folder}: missing FORCE_SETS (and no FORCE_CONSTANTS)")
+            phonon = _quiet(phonopy.load, supercell_matrix=supercell, primitive_matrix=primitive,
+                            unitcell_filename=str(unitcell), born_filename=born_arg,
+                            produce_fc=True, log_level=0, **kwargs)
+    except InputError:
+        raise
+    except Exception as exc:  # phonopy raises many types for broken files
+        raise InputError(f"{source}: phonopy could not load the force constants "
+                         f"({type(exc).__name__}: {str(exc).strip()[:200]})") from None
+    if phonon.force_constants is None:
+        raise InputError(f"{source}: no force constants could be produced")
+    _set_periodictable_masses(phonon)
+    return phonon
+
+
+def _count_poscar_atoms(path):
+    lines = Path(path).read_text().splitlines()
+    for idx in (5, 6):
+        try:
+            return sum(int(x) for x in lines[idx].split())
+        except (ValueError, IndexError):
+            continue
+    raise InputError(f"{path}: cannot find the atom counts line of the POSCAR")
+
+
+def _check_force_sets(force_sets, unitcell, supercell):
+    """Check FORCE_SETS is complete and matches DIM before phonopy sees it."""
+    try:
+        lines = force_sets.read_text().split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{force_sets}: cannot read ({exc})") from None
+    try:
+        natom = int(lines[0].split()[0])
+        ndisp = int(lines[1].split()[0])
+    except (ValueError, IndexError):
+        raise InputError(f"{force_sets}: not a phonopy type-1 FORCE_SETS file "
+                         "(first two lines must be the atom and displacement counts)") from None
+    expected = _count_poscar_atoms(unitcell) * int(round(abs(np.linalg.det(supercell))))
+    if natom != expected:
+        raise InputError(f"{force_sets}: has {natom} atoms per supercell, but POSCAR-unitcell and "
+                         f"DIM ({' '.join(str(int(x)) for x in supercell.ravel())}) give {expected}")
+    numbers = [ln for ln in lines[2:] if ln.strip()]
+    # each displacement: atom index, displacement vector, then natom force lines
+    needed = ndisp * (2 + natom)
+    if len(numbers) < needed:
+        raise InputError(f"{force_sets}: truncated: {ndisp} displacements need {needed} data lines, "
+                         f"found {len(numbers)}")
+    for ln in numbers[:needed]:
+        if not re.fullmatch(r"\s*[-+0-9.eE]+(\s+[-+0-9.eE]+)*\s*", ln):
+            raise InputError(f"{force_sets}: malformed line {ln.strip()[:60]!r}")
+
+
+def mesh_for_spacing(lattice, spacing=DEFAULT_MESH_SPACING):
+    """Smallest Gamma-centred mesh with point spacing below ``spacing``.
+
+    Parameters
+    ----------
+    lattice : ndarray (3, 3)
+        Primitive-cell vectors (rows), angstrom.
+    spacing : float
+        Maximum distance between neighbouring mesh points, 1/angstrom
+        (reciprocal vectors include the factor 2 pi).
+
+    Returns
+    -------
+    tuple of 3 int
+    """
+    recip = 2 * np.pi * np.linalg.inv(lattice).T
+    lengths = np.linalg.norm(recip, axis=1)
+    return tuple(int(max(1, np.floor(length / spacing) + 1)) for length in lengths)
+
+
+def run_mesh(phonon, mesh=None, spacing=DEFAULT_MESH_SPACING, symmetry=True):
+    """Diagonalise the dynamical matrix on a Gamma-centred mesh.
+
+    Parameters
+    ----------
+    phonon : phonopy.Phonopy
+    mesh : tuple of 3 int, optional
+        Explicit mesh; by default :func:`mesh_for_spacing` of the primitive cell.
+    spacing : float
+        Mesh spacing bound in 1/angstrom when ``mesh`` is None.
+    symmetry : bool
+        Use the irreducible wedge (fast). Per-atom quantities are then
+        averaged over symmetry-equivalent atoms, which is exact for the
+        isotropic quantities the incoherent engine uses.
+
+    Returns
+    -------
+    PhononModes
+    """
+    prim = phonon.primitive
+    lattice = np.array(prim.cell, dtype=float)
+    if mesh is None:
+        mesh = mesh_for_spacing(lattice, spacing)
+    _quiet(phonon.run_mesh, list(mesh), with_eigenvectors=True, is_gamma_center=True,
+           is_mesh_symmetry=symmetry)
+    md = phonon.get_mesh_dict()
+    freqs = np.asarray(md["frequencies"], dtype=float) * MEV_PER_THZ
+    eig = np.asarray(md["eigenvectors"])           # (n_q, 3n, 3n): [:, component, band]
+    n_atoms = len(prim.symbols)
+    amp = np.abs(eig) ** 2
+    proj = amp.reshape(amp.shape[0], n_atoms, 3, amp.shape[2]).sum(axis=2)  # (n_q, n_atoms, band)
+    proj = np.transpose(proj, (0, 2, 1))            # (n_q, band, n_atoms)
+    weights = np.asarray(md["weights"], dtype=float)
+    weights = weights / weights.sum()
+    try:
+        orbits = np.asarray(phonon.primitive_symmetry.get_dataset()["equivalent_atoms"])
+    except (AttributeError, KeyError, TypeError):
+        import spglib
+        ds = spglib.get_symmetry_dataset((lattice, prim.scaled_positions, prim.numbers))
+        orbits = np.asarray(ds.equivalent_atoms)
+    if symmetry:
+        for rep in np.unique(orbits):
+            members = orbits == rep
+            proj[:, :, members] = proj[:, :, members].mean(axis=2, keepdims=True)
+    return PhononModes(
+        species=tuple(prim.symbols), masses=np.array(prim.masses, dtype=float),
+        lattice=lattice, frac_coords=np.array(prim.scaled_positions, dtype=float),
+        energies=freqs, q_weights=weights, projections=proj, orbits=orbits, mesh=tuple(mesh))
