@@ -27,9 +27,13 @@ from insnet_core.units import MEV_PER_THZ
 __all__ = ["PhononModes", "load_phonopy", "run_mesh", "mesh_for_spacing",
            "read_phonopy_conf", "IMAGINARY_TOLERANCE_MEV"]
 
-#: Modes below minus this (meV) count as imaginary (unstable); tiny negative
-#: acoustic frequencies near Gamma from numerical noise stay below it.
-IMAGINARY_TOLERANCE_MEV = 0.25
+#: Modes below minus this (meV, about 0.12 THz) count as imaginary (unstable).
+#: Acoustic branches within a few hundredths of a THz of zero near Gamma are the
+#: usual noise of finite-displacement force sets, not instabilities.
+IMAGINARY_TOLERANCE_MEV = 0.5
+
+#: Acoustic modes at Gamma within this many meV of zero are set to exactly zero.
+ACOUSTIC_GAMMA_TOLERANCE_MEV = 2.0
 
 #: Default maximum spacing between mesh points, 1/angstrom (reference work: < 0.1).
 DEFAULT_MESH_SPACING = 0.1
@@ -351,14 +355,22 @@ def run_mesh(phonon, mesh=None, spacing=DEFAULT_MESH_SPACING, symmetry=True):
         mesh = mesh_for_spacing(lattice, spacing)
     _quiet(phonon.run_mesh, list(mesh), with_eigenvectors=True, is_gamma_center=True,
            is_mesh_symmetry=symmetry)
-    md = phonon.get_mesh_dict()
-    freqs = np.asarray(md["frequencies"], dtype=float) * MEV_PER_THZ
-    eig = np.asarray(md["eigenvectors"])           # (n_q, 3n, 3n): [:, component, band]
+    result = phonon.mesh
+    freqs = np.asarray(result.frequencies, dtype=float) * MEV_PER_THZ
+    eig = np.asarray(result.eigenvectors)           # (n_q, 3n, 3n): [:, component, band]
     n_atoms = len(prim.symbols)
     amp = np.abs(eig) ** 2
     proj = amp.reshape(amp.shape[0], n_atoms, 3, amp.shape[2]).sum(axis=2)  # (n_q, n_atoms, band)
     proj = np.transpose(proj, (0, 2, 1))            # (n_q, band, n_atoms)
-    weights = np.asarray(md["weights"], dtype=float)
+    weights = np.asarray(result.weights, dtype=float)
+    # The three acoustic modes at Gamma are zero by translational symmetry; small
+    # values of either sign there are numerical noise of the force sets, not an
+    # instability. Larger ones (broken acoustic sum rule) are kept and flagged.
+    qpoints = np.asarray(result.qpoints, dtype=float)
+    for iq in np.nonzero(np.all(np.abs(qpoints) < 1e-12, axis=1))[0]:
+        low = np.argsort(np.abs(freqs[iq]))[:3]
+        low = low[np.abs(freqs[iq, low]) < ACOUSTIC_GAMMA_TOLERANCE_MEV]
+        freqs[iq, low] = 0.0
     weights = weights / weights.sum()
     try:
         orbits = np.asarray(phonon.primitive_symmetry.get_dataset()["equivalent_atoms"])
