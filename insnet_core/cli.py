@@ -1,0 +1,157 @@
+"""Command-line interface: ``insnet simulate ...``.
+
+Every user error (bad file, bad setting) is reported as one line
+``insnet: error: <message>`` with exit status 2 and no traceback; no output
+file is written unless the whole calculation succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from insnet_core import InsnetError, __version__
+
+__all__ = ["main", "build_parser"]
+
+_WRITERS = {".nxs": "nexus", ".csv": "csv"}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="insnet",
+        description="Inelastic neutron scattering spectra from crystal structures.")
+    parser.add_argument("--version", action="version", version=f"insnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser(
+        "simulate", help="physics route: force constants -> instrument spectrum",
+        description=("Compute the incoherent INS spectrum (one-phonon + multiphonon, "
+                     "Debye-Waller, Bose factor) of a crystal from phonopy force constants "
+                     "and write it as a Mantid processed-NeXus (.nxs) or CSV file."))
+    sim.add_argument("source", help="phonondb folder (POSCAR-unitcell, phonopy.conf, FORCE_SETS"
+                                    "[, BORN]) or a phonopy.yaml")
+    sim.add_argument("--instrument", default="VISION",
+                     help="VISION (1D, banks), SEQUOIA (|Q|-E map, needs --ei) or ideal2d "
+                          "(0-15 1/A x 0-150 meV, 1.5 meV FWHM); default VISION")
+    sim.add_argument("--ei", type=float, default=None, help="SEQUOIA incident energy, meV")
+    sim.add_argument("--chopper-package", default=None, help="SEQUOIA Fermi chopper package")
+    sim.add_argument("--chopper-frequency", type=float, default=None,
+                     help="SEQUOIA Fermi chopper frequency, Hz")
+    sim.add_argument("--temperature", type=float, default=0.0, help="sample temperature, K "
+                                                                     "(default 0)")
+    sim.add_argument("--orders", type=int, default=4,
+                     help="highest phonon order (1 = fundamentals only; up to 10; default 4)")
+    sim.add_argument("--bins", "--ebins", dest="ebins", default=None,
+                     help="energy bins, Rebin style 'start,step,end' (negative step = "
+                          "logarithmic); units from --bin-unit")
+    sim.add_argument("--bin-unit", default=None, choices=["meV", "cm-1"],
+                     help="unit of --bins (default: cm-1 for VISION, meV otherwise)")
+    sim.add_argument("--qbins", default=None, help="|Q| bins for maps, 'start,step,end' in 1/A")
+    sim.add_argument("--elastic", action="store_true", help="include the elastic line")
+    sim.add_argument("--contributions", choices=["total", "element", "order"], default="total",
+                     help="also write partial spectra by element or by phonon order "
+                          "(extra files named <output>_<part>.<ext>)")
+    sim.add_argument("-o", "--output", required=True, help="output file: .nxs or .csv")
+    sim.add_argument("--plot", default=None, help="also write a PNG plot here")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _check_output(path, what):
+    path = Path(path)
+    if not path.parent.exists():
+        raise InsnetError(f"{what} {path}: folder {path.parent} does not exist")
+    return path
+
+
+def _write(spectrum, path):
+    from insnet_core.io.nexus import save_nexus_processed
+    from insnet_core.io.text import save_csv
+    kind = _WRITERS[path.suffix.lower()]
+    if kind == "nexus":
+        save_nexus_processed(spectrum, path, workspace_name=path.stem)
+    else:
+        save_csv(spectrum, path)
+
+
+def run_simulate(args):
+    from insnet_core.binning import energy_edges_from_params, rebin_edges
+    from insnet_core.simulate import simulate
+
+    output = _check_output(args.output, "output file")
+    if output.suffix.lower() not in _WRITERS:
+        raise InsnetError(f"output file {output}: unknown extension {output.suffix!r}; "
+                          "use .nxs (Mantid processed NeXus) or .csv")
+    plot = _check_output(args.plot, "plot file") if args.plot else None
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InsnetError(f"plot file {plot}: must end in .png")
+    instrument = args.instrument
+    settings = {}
+    if args.ei is not None:
+        settings["ei"] = args.ei
+    if args.chopper_package is not None:
+        settings["chopper_package"] = args.chopper_package
+    if args.chopper_frequency is not None:
+        settings["chopper_frequency"] = args.chopper_frequency
+    energy_edges = None
+    if args.ebins is not None:
+        unit = args.bin_unit or ("cm-1" if str(instrument).lower() == "vision" else "meV")
+        energy_edges = energy_edges_from_params(args.ebins, unit, "--bins")
+    q_edges = rebin_edges(args.qbins, "--qbins") if args.qbins is not None else None
+
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=100, desc="insnet simulate", unit="%", file=sys.stderr,
+                   bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+
+    def progress(fraction, message):
+        if bar is not None:
+            bar.set_postfix_str(message)
+            bar.update(int(round(100 * fraction)) - bar.n)
+
+    try:
+        result = simulate(args.source, instrument=instrument, temperature=args.temperature,
+                          orders=args.orders, energy_edges=energy_edges, q_edges=q_edges,
+                          include_elastic=args.elastic, progress=progress, **settings)
+    finally:
+        if bar is not None:
+            bar.close()
+    if result.stability.get("has_imaginary"):
+        print(f"insnet: warning: {result.total.metadata['stability']}", file=sys.stderr)
+    _write(result.total, output)
+    written = [output]
+    if args.contributions != "total":
+        parts = result.by_element if args.contributions == "element" else result.by_order
+        for key, spectrum in parts.items():
+            path = output.with_name(f"{output.stem}_{args.contributions}_{key}{output.suffix}")
+            _write(spectrum, path)
+            written.append(path)
+    if plot is not None:
+        from insnet_core.plotting import plot_spectrum
+        plot_spectrum(result.total, plot)
+        written.append(plot)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def main(argv=None):
+    """Entry point of the ``insnet`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="insnet: %(levelname)s: %(message)s")
+    try:
+        if args.command == "simulate":
+            return run_simulate(args)
+    except InsnetError as exc:
+        print(f"insnet: error: {exc}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

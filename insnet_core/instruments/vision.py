@@ -1,0 +1,285 @@
+"""VISION (SNS, beamline BL-16B): indirect-geometry vibrational spectrometer.
+
+Kinematics
+----------
+Every detected neutron has the same final energy E_f (about 3.5 meV, set by
+pyrolytic-graphite (002) analysers at a 45 deg Bragg angle behind a cooled Be
+filter). The incident energy follows from the time of flight, E_i = E + E_f,
+so each analyser bank measures along a fixed trajectory in (|Q|, E):
+
+    Q^2 = k_i^2 + k_f^2 - 2 k_i k_f cos(2theta),   k = sqrt(E / 2.0721 meV A^2)
+
+with 2theta = 135 deg for the backward bank and 45 deg for the forward bank.
+
+Resolution
+----------
+The energy transfer is E = E_i - E_f with E_i = m L1^2 / (2 t1^2), where the
+primary time of flight t1 = t - t0 - t2 is what remains of the measured time
+once the moderator emission time t0 and the secondary flight time t2 are
+taken off. Following the description of Seeger, Daemen & Larese (Nucl.
+Instrum. Meth. A 604 (2009) 719), the independent uncertainties are
+propagated to first order (standard deviations added in quadrature)::
+
+    sigma_E^2 = (2 E_i)^2 [ (sigma_t / t1)^2                 moderator pulse
+                          + (sigma_L1^2 + w_s^2/12) / L1^2    primary path
+                          + sigma_Z^2 / z0^2 ]                 secondary path
+              + sigma_Ef^2                                     analyser
+
+* **Moderator / time.** The emission time of the decoupled water moderator is
+  taken from the mean emission time t0(E_i) that Mantid uses for VISION.
+  Treating the pulse as an Ikeda-Carpenter slowing-down pulse
+  t^2 exp(-a t) (mean 3/a), its FWHM is ``x_w / a`` with
+  ``x_w = 3.39...`` solving x^2 exp(-x) = 2 exp(-2); sigma_t is the
+  Gaussian with that FWHM. Because t0 scales roughly like 1/v_i, this term is a
+  nearly constant fraction (about 1 %) of E_i.
+* **Primary path.** Uncertainty sigma_L1 of the moderator-sample distance
+  plus the sample thickness w_s along the beam.
+* **Secondary path.** Flat analysers parallel to the detectors make the
+  secondary flight time independent of the Bragg angle ("time focusing"):
+  t2 = Z / v0 with v0 = v_f sin(theta_B) and Z the summed perpendicular
+  distances sample-analyser-detector. Only depth variations of Z remain
+  (sample thickness, reflection depth in the analyser (twice), detector
+  thickness); an error dZ shifts the inferred t1 by dZ / v0, i.e.
+  dE_i / E_i = 2 dZ / z0 with z0 = v0 t1.
+* **Analyser / final energy.** With time focusing the spread of final
+  energies enters E directly. A shift dx of the reflection point along the
+  analyser changes the Bragg angle and gives dE_f / E_f = sin(2 theta_B) dx / z2
+  (z2 = sample-analyser distance).
+
+The FWHM is 2 sqrt(2 ln 2) sigma_E. The result is close to VISION's quoted
+dE/E of about 1.2 %. All numbers are in ``data/vision.json`` with sources.
+
+resins 0.1.0 also ships a VISION model ("vision_paper"), but its source-pulse
+parameter ``d_t`` is null in its data file, so evaluating it raises a
+TypeError; it is not used here (see tests/test_instruments.py, which records
+its state).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import brentq
+
+from insnet_core import InputError
+from insnet_core.instruments.base import (Bank, Instrument, _finite_float,
+                                          load_instrument_data, momentum_transfer,
+                                          neutron_speed)
+from insnet_core.units import MEV_PER_CM1
+
+__all__ = ["Vision"]
+
+#: FWHM = 2 sqrt(2 ln 2) sigma for a Gaussian.
+_SIGMA_TO_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+def _slowing_down_fwhm_in_units_of_1_over_a():
+    """FWHM of t^2 exp(-a t), in units of 1/a (about 3.39).
+
+    The peak is at a t = 2 with height 4 exp(-2); the half-maximum points
+    solve x^2 exp(-x) = 2 exp(-2).
+    """
+    half = 2.0 * np.exp(-2.0)
+
+    def shape(x):
+        return x * x * np.exp(-x) - half
+
+    low = brentq(shape, 1e-6, 2.0)
+    high = brentq(shape, 2.0, 50.0)
+    return high - low
+
+
+_PULSE_FWHM_FACTOR = _slowing_down_fwhm_in_units_of_1_over_a()
+
+
+class Vision(Instrument):
+    """The VISION indirect-geometry spectrometer (1D spectra per analyser bank).
+
+    Parameters
+    ----------
+    final_energy : float, optional
+        Final neutron energy E_f in meV; default from ``data/vision.json``
+        (3.5 meV).
+
+    Attributes
+    ----------
+    final_energy : float
+        E_f in meV.
+    banks : list of Bank
+        Backward (135 deg) and forward (45 deg) analyser banks.
+    """
+
+    name = "VISION"
+    is_map = False
+    display_energy_unit = "cm-1"
+    settings = ("final_energy",)
+
+    def __init__(self, final_energy=None):
+        data = load_instrument_data("vision")
+        self._data = data
+        if final_energy is None:
+            final_energy = data["final_energy_meV"]
+        final_energy = _finite_float(final_energy, "VISION final_energy (meV)")
+        if final_energy <= 0.0:
+            raise InputError(
+                f"VISION final_energy must be positive, got {final_energy:g} meV")
+        self.final_energy = final_energy
+        self.banks = [Bank(str(b["name"]), float(b["angle_deg"])) for b in data["banks"]]
+        self.display_energy_unit = data.get("display_energy_unit", "cm-1")
+
+        self._l1 = float(data["primary_flight_path_m"])
+        self._sigma_l1 = float(data["primary_flight_path_sigma_m"])
+        self._var_sample = float(data["sample_thickness_m"]) ** 2 / 12.0
+        self._var_detector = float(data["detector_thickness_m"]) ** 2 / 12.0
+        analyser = data["analyser"]
+        self._bragg = np.deg2rad(float(analyser["bragg_angle_deg"]))
+        self._z2 = float(analyser["sample_analyser_distance_m"])
+        self._var_depth = float(analyser["depth_variance_m2"])
+        self._var_reflection = float(analyser["reflection_point_variance_m2"])
+        moderator = data["moderator"]
+        self._t0_bounds = np.asarray(moderator["emission_time_upper_bounds_meV"], dtype=float)
+        self._t0_coeff = np.asarray(moderator["emission_time_coefficient_us"], dtype=float)
+        self._t0_exp = np.asarray(moderator["emission_time_exponent"], dtype=float)
+        # Perpendicular component of the final velocity (time focusing), m/s.
+        self._v0 = float(neutron_speed(self.final_energy)) * np.sin(self._bragg)
+
+    # --------------------------------------------------------------- grids
+    def default_energy_edges(self):
+        """Bin edges of the reference work's grid: 10-1200 cm^-1 in 10 cm^-1 steps, in meV.
+
+        Returns
+        -------
+        ndarray, shape (120,)
+            Edges 10, 20, ..., 1200 cm^-1 converted to meV (119 bins).
+        """
+        grid = self._data["default_energy_grid_cm1"]
+        start, stop, step = float(grid["start"]), float(grid["stop"]), float(grid["step"])
+        n_bins = int(round((stop - start) / step))
+        return (start + step * np.arange(n_bins + 1)) * MEV_PER_CM1
+
+    def default_q_edges(self):
+        """None: VISION records 1D spectra."""
+        return None
+
+    # ---------------------------------------------------------- kinematics
+    def _bank(self, bank):
+        if isinstance(bank, Bank):
+            return bank
+        for candidate in self.banks:
+            if str(bank).strip().lower() == candidate.name:
+                return candidate
+        names = ", ".join(b.name for b in self.banks)
+        raise InputError(f"VISION has no bank {bank!r}; banks are: {names}")
+
+    def q_of_energy(self, energy, bank):
+        """|Q| along a bank's trajectory.
+
+        Parameters
+        ----------
+        energy : array_like
+            Energy transfer(s) E in meV, any shape.
+        bank : Bank or str
+            One of :attr:`banks` or its name.
+
+        Returns
+        -------
+        ndarray
+            |Q| in 1/angstrom, same shape as ``energy``; NaN where
+            E <= -E_f (no incident neutron can do that).
+        """
+        bank = self._bank(bank)
+        energy = np.asarray(energy, dtype=float)
+        e_i = energy + self.final_energy
+        return momentum_transfer(np.where(e_i > 0.0, e_i, np.nan), self.final_energy,
+                                 bank.angle_deg)
+
+    # ---------------------------------------------------------- resolution
+    def emission_time_us(self, incident_energy):
+        """Mean moderator emission time t0 (microseconds) at incident energy(ies) in meV."""
+        e_i = np.asarray(incident_energy, dtype=float)
+        index = np.clip(np.searchsorted(self._t0_bounds, e_i, side="right"),
+                        0, self._t0_bounds.size - 1)
+        return self._t0_coeff[index] * e_i ** self._t0_exp[index]
+
+    def resolution_terms(self, energy):
+        """FWHM (meV) of each resolution contribution, for inspection.
+
+        Parameters
+        ----------
+        energy : array_like
+            Energy transfer(s) in meV.
+
+        Returns
+        -------
+        dict of str -> ndarray
+            ``"moderator"``, ``"primary_path"``, ``"secondary_path"``,
+            ``"final_energy"``: FWHM each contribution alone would give,
+            same shape as ``energy``. They add in quadrature to
+            :meth:`resolution_fwhm`.
+        """
+        energy = np.asarray(energy, dtype=float)
+        # Incident energies at or below zero cannot occur; keep the result finite.
+        e_i = np.maximum(energy + self.final_energy, 1e-3)
+        v_i = neutron_speed(e_i)
+        t1 = self._l1 / v_i                                   # s
+        a = 3.0 / (self.emission_time_us(e_i) * 1e-6)         # 1/s, mean = 3/a
+        sigma_t = _PULSE_FWHM_FACTOR / a / _SIGMA_TO_FWHM     # s
+        z0 = self._v0 * t1                                    # m
+        var_z = self._var_sample + 2.0 * self._var_depth + self._var_detector
+        sigma = {
+            "moderator": 2.0 * e_i * sigma_t / t1,
+            "primary_path": 2.0 * e_i * np.sqrt(self._sigma_l1 ** 2 + self._var_sample) / self._l1,
+            "secondary_path": 2.0 * e_i * np.sqrt(var_z) / z0,
+            "final_energy": np.full_like(e_i, self.final_energy * np.sin(2.0 * self._bragg)
+                                         * np.sqrt(self._var_reflection) / self._z2),
+        }
+        return {key: _SIGMA_TO_FWHM * value for key, value in sigma.items()}
+
+    def resolution_fwhm(self, energy):
+        """Gaussian FWHM (meV) of VISION's energy resolution.
+
+        Parameters
+        ----------
+        energy : array_like
+            Energy transfer(s) in meV, any shape.
+
+        Returns
+        -------
+        ndarray
+            FWHM in meV, same shape as ``energy`` (about 1.2-1.5 % of E for
+            20-500 meV).
+        """
+        terms = self.resolution_terms(energy)
+        return np.sqrt(sum(value ** 2 for value in terms.values()))
+
+    def bank_resolution_fwhm(self, energy, bank):
+        """FWHM (meV) for one bank; both banks share the same analyser design, so
+        this equals :meth:`resolution_fwhm`."""
+        self._bank(bank)
+        return self.resolution_fwhm(energy)
+
+    # ------------------------------------------------------------- checks
+    def validate(self, energy_edges, q_edges=None):
+        """Raise InputError for energy transfers VISION cannot reach.
+
+        Energy transfers must exceed -E_f (the incident energy E + E_f must be
+        positive); |Q| edges cannot be given (1D instrument).
+        """
+        super().validate(energy_edges, q_edges)
+        edges = np.asarray(energy_edges, dtype=float)
+        if edges[0] <= -self.final_energy:
+            raise InputError(
+                f"VISION energy bin edges start at {edges[0]:g} meV, but energy transfers "
+                f"must be above -final_energy = {-self.final_energy:g} meV")
+
+    def describe(self):
+        """Settings for output metadata (name, geometry, E_f, banks, resolution model)."""
+        return {
+            "name": self.name,
+            "geometry": self._data["geometry"],
+            "final_energy_meV": self.final_energy,
+            "banks": [b.name for b in self.banks],
+            "bank_angles_deg": [b.angle_deg for b in self.banks],
+            "primary_flight_path_m": self._l1,
+            "analyser": self._data["analyser"]["crystal"],
+            "resolution_model": ("propagated time-of-flight uncertainties after Seeger, "
+                                 "Daemen & Larese, NIM A 604 (2009) 719"),
+        }

@@ -1,0 +1,216 @@
+"""The physics route end to end: force constants -> instrument spectrum.
+
+:func:`simulate` loads phonopy data, samples modes on the reference mesh,
+builds the incoherent ingredients and turns them into the spectrum an
+instrument measures (:func:`simulate_ingredients`). Every setting is checked
+before any expensive work, so a bad setting fails at once.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from insnet_core import InputError, __version__
+from insnet_core.incoherent import (build_ingredients, check_orders, check_temperature,
+                                    compute_map, compute_trajectory, DEFAULT_BIN_WIDTH)
+from insnet_core.instruments import get_instrument
+from insnet_core.spectrum import Spectrum, check_edges
+
+__all__ = ["SimulationResult", "simulate", "simulate_ingredients", "Settings", "Y_LABEL"]
+
+log = logging.getLogger(__name__)
+
+#: What the values of a simulated spectrum are.
+Y_LABEL = "S(Q,E) (barn/sr/meV per cell)"
+
+
+@dataclass
+class Settings:
+    """Checked simulation settings (all validation happens in :meth:`check`)."""
+
+    instrument: object
+    temperature: float = 0.0
+    orders: int = 4
+    energy_edges: np.ndarray | None = None
+    q_edges: np.ndarray | None = None
+    include_elastic: bool = False
+
+    @classmethod
+    def check(cls, instrument="VISION", temperature=0.0, orders=4, energy_edges=None,
+              q_edges=None, include_elastic=False, **instrument_settings):
+        """Validate everything a simulation needs; raise InputError on the first problem."""
+        if isinstance(instrument, str):
+            instrument = get_instrument(instrument, **instrument_settings)
+        elif instrument_settings:
+            raise InputError("instrument settings given together with an Instrument object")
+        temperature = check_temperature(temperature)
+        orders = check_orders(orders)
+        if energy_edges is None:
+            energy_edges = instrument.default_energy_edges()
+        energy_edges = check_edges(energy_edges, "energy bin edges")
+        if instrument.is_map:
+            if q_edges is None:
+                q_edges = instrument.default_q_edges()
+            q_edges = check_edges(q_edges, "|Q| bin edges")
+            if q_edges[0] < 0:
+                raise InputError(f"|Q| bin edges must be >= 0, got {q_edges[0]:g}")
+        elif q_edges is not None:
+            raise InputError(f"{instrument.name} gives 1D spectra along fixed trajectories; "
+                             "|Q| bins apply to map instruments (SEQUOIA, Ideal2D) only")
+        instrument.validate(energy_edges, q_edges)
+        return cls(instrument=instrument, temperature=temperature, orders=orders,
+                   energy_edges=energy_edges, q_edges=q_edges,
+                   include_elastic=bool(include_elastic))
+
+
+@dataclass
+class SimulationResult:
+    """A simulated spectrum with its partial contributions.
+
+    Attributes
+    ----------
+    total : Spectrum
+    by_element : dict of str -> Spectrum
+        Contribution of each element (all orders).
+    by_order : dict of int -> Spectrum
+        Contribution of each phonon order (all elements); 0 is the elastic
+        line when included, 1 the fundamentals, >= 2 overtones and combinations.
+    stability : dict
+        ``has_imaginary``, ``min_energy_meV``, ``imaginary_fraction``.
+    """
+
+    total: Spectrum
+    by_element: dict = field(default_factory=dict)
+    by_order: dict = field(default_factory=dict)
+    stability: dict = field(default_factory=dict)
+
+
+def _assemble(parts, ingredients, make):
+    """Sum engine parts ``{(group, order): array}`` into total, per element, per order."""
+    elements = list(dict.fromkeys(ingredients.elements))
+    orders = sorted({n for _, n in parts})
+    total = sum(parts.values())
+    by_el = {el: sum(v for (g, _), v in parts.items() if ingredients.elements[g] == el)
+             for el in elements}
+    by_order = {n: sum(v for (_, m), v in parts.items() if m == n) for n in orders}
+    return (make(total, "total"),
+            {el: make(v, f"element {el}") for el, v in by_el.items()},
+            {n: make(v, f"order {n}") for n, v in by_order.items()})
+
+
+def simulate_ingredients(ingredients, settings, metadata=None):
+    """Spectrum of an instrument from incoherent ingredients.
+
+    Parameters
+    ----------
+    ingredients : insnet_core.incoherent.IncoherentIngredients
+    settings : Settings
+    metadata : dict, optional
+        Extra provenance merged into every output spectrum's metadata.
+
+    Returns
+    -------
+    SimulationResult
+    """
+    inst = settings.instrument
+    meta = {"method": "physics: incoherent approximation, isotropic, powder averaged",
+            "engine": f"insnet {__version__}", "temperature_K": settings.temperature,
+            "phonon_orders": settings.orders, "include_elastic": settings.include_elastic}
+    meta.update({k: v for k, v in inst.describe().items()})
+    meta.update(metadata or {})
+    edges = settings.energy_edges
+    common = dict(temperature=settings.temperature, orders=settings.orders,
+                  include_elastic=settings.include_elastic)
+    if inst.is_map:
+        parts = compute_map(ingredients, settings.q_edges, edges, inst.resolution_fwhm, **common)
+        qc = 0.5 * (settings.q_edges[1:] + settings.q_edges[:-1])
+        ec = 0.5 * (edges[1:] + edges[:-1])
+        mask = ~np.asarray(inst.measurable(qc[:, None], ec[None, :]), dtype=bool)
+        mask = np.broadcast_to(mask, (qc.size, ec.size))
+
+        def make(values, what):
+            values = np.where(mask, np.nan, values)
+            return Spectrum(energy_edges=edges, values=values, q_edges=settings.q_edges,
+                            y_label=Y_LABEL, display_energy_unit=inst.display_energy_unit,
+                            metadata={**meta, "contribution": what})
+    else:
+        per_bank = []
+        for bank in inst.banks:
+            per_bank.append(compute_trajectory(
+                ingredients, lambda e, b=bank: inst.q_of_energy(e, b), edges,
+                lambda e, b=bank: inst.bank_resolution_fwhm(e, b), **common))
+        parts = {key: np.vstack([pb[key] for pb in per_bank]
+                                + [np.mean([pb[key] for pb in per_bank], axis=0)])
+                 for key in per_bank[0]}
+        labels = [b.name for b in inst.banks] + ["average"]
+
+        def make(values, what):
+            return Spectrum(energy_edges=edges, values=values, labels=labels, y_label=Y_LABEL,
+                            display_energy_unit=inst.display_energy_unit,
+                            metadata={**meta, "contribution": what})
+    total, by_el, by_order = _assemble(parts, ingredients, make)
+    return SimulationResult(total=total, by_element=by_el, by_order=by_order)
+
+
+def simulate(source, instrument="VISION", temperature=0.0, orders=4, energy_edges=None,
+             q_edges=None, include_elastic=False, mesh_spacing=0.1, grouping="site",
+             bin_width=DEFAULT_BIN_WIDTH, progress=None, **instrument_settings):
+    """Simulate the INS spectrum of a crystal from its force constants.
+
+    Parameters
+    ----------
+    source : str or Path
+        phonopy data (see :func:`insnet_core.phonons.load_phonopy`).
+    instrument : str or Instrument
+        'VISION', 'SEQUOIA' or 'Ideal2D' (case-insensitive), or an instance.
+    temperature : float
+        Sample temperature, K (Bose factor and Debye-Waller factor).
+    orders : int
+        Highest phonon order, 1..10.
+    energy_edges, q_edges : array_like, optional
+        Output bin edges (meV, 1/angstrom); the instrument's defaults otherwise.
+    include_elastic : bool
+        Include the elastic line (order 0).
+    mesh_spacing : float
+        Maximum Gamma-centred mesh spacing, 1/angstrom.
+    grouping : {'site', 'element'}
+        See :func:`insnet_core.incoherent.build_ingredients`.
+    bin_width : float
+        Internal energy grid, meV.
+    progress : callable, optional
+        ``progress(fraction, message)`` called between steps.
+    **instrument_settings
+        E.g. ``ei=160.0, chopper_package='Fine', chopper_frequency=600``.
+
+    Returns
+    -------
+    SimulationResult
+        Imaginary modes are left out and reported in ``stability`` and in
+        every spectrum's metadata (``unstable``), never used silently.
+    """
+    from insnet_core.phonons import load_phonopy, run_mesh
+
+    report = progress or (lambda fraction, message: None)
+    settings = Settings.check(instrument, temperature, orders, energy_edges, q_edges,
+                              include_elastic, **instrument_settings)
+    report(0.05, "loading force constants")
+    phonon = load_phonopy(source)
+    report(0.3, "phonon modes on the mesh")
+    modes = run_mesh(phonon, spacing=mesh_spacing)
+    stability = {"has_imaginary": bool(modes.has_imaginary),
+                 "min_energy_meV": modes.min_energy,
+                 "imaginary_fraction": modes.imaginary_fraction}
+    if modes.has_imaginary:
+        log.warning("%s: %s", source, modes.stability_report())
+    report(0.6, "incoherent spectrum")
+    ingredients = build_ingredients(modes, grouping=grouping, bin_width=bin_width)
+    meta = {"formula": modes.formula, "source": str(source), "mesh": " ".join(map(str, modes.mesh)),
+            "unstable": int(modes.has_imaginary), "min_phonon_energy_meV": modes.min_energy,
+            "imaginary_mode_fraction": modes.imaginary_fraction,
+            "stability": modes.stability_report()}
+    result = simulate_ingredients(ingredients, settings, meta)
+    result.stability = stability
+    report(1.0, "done")
+    return result
