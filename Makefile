@@ -14,8 +14,8 @@ $(STAMP): setup.py pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p out
-	$(VENV)/bin/insnet simulate examples/data/mp-1818 --instrument VISION -o out/demo_vision.nxs --plot out/demo_vision.png
-	$(VENV)/bin/insnet simulate examples/data/mp-1818 --instrument SEQUOIA --ei 160 -o out/demo_sequoia.nxs --plot out/demo_sequoia.png
+	$(VENV)/bin/insnet simulate examples/data/phonondb/mp-1818-20180417 --instrument VISION -o out/demo_vision.nxs --plot out/demo_vision.png
+	$(VENV)/bin/insnet simulate examples/data/phonondb/mp-1818-20180417 --instrument SEQUOIA --ei 160 -o out/demo_sequoia.nxs --plot out/demo_sequoia.png
 
 test: $(STAMP)
 	$(PY) -m pytest -q
