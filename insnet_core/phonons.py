@@ -35,6 +35,9 @@ IMAGINARY_TOLERANCE_MEV = 0.5
 #: Acoustic modes at Gamma within this many meV of zero are set to exactly zero.
 ACOUSTIC_GAMMA_TOLERANCE_MEV = 2.0
 
+#: Memory allowed for one batch of eigenvectors in :func:`run_mesh`, bytes.
+MESH_BATCH_BYTES = 256 * 2 ** 20
+
 #: Default maximum spacing between mesh points, 1/angstrom (reference work: < 0.1).
 DEFAULT_MESH_SPACING = 0.1
 
@@ -353,20 +356,31 @@ def run_mesh(phonon, mesh=None, spacing=DEFAULT_MESH_SPACING, symmetry=True):
     lattice = np.array(prim.cell, dtype=float)
     if mesh is None:
         mesh = mesh_for_spacing(lattice, spacing)
-    _quiet(phonon.run_mesh, list(mesh), with_eigenvectors=True, is_gamma_center=True,
+    n_atoms = len(prim.symbols)
+    n_modes = 3 * n_atoms
+    _quiet(phonon.run_mesh, list(mesh), with_eigenvectors=False, is_gamma_center=True,
            is_mesh_symmetry=symmetry)
     result = phonon.mesh
-    freqs = np.asarray(result.frequencies, dtype=float) * MEV_PER_THZ
-    eig = np.asarray(result.eigenvectors)           # (n_q, 3n, 3n): [:, component, band]
-    n_atoms = len(prim.symbols)
-    amp = np.abs(eig) ** 2
-    proj = amp.reshape(amp.shape[0], n_atoms, 3, amp.shape[2]).sum(axis=2)  # (n_q, n_atoms, band)
-    proj = np.transpose(proj, (0, 2, 1))            # (n_q, band, n_atoms)
+    qpoints = np.asarray(result.qpoints, dtype=float)
+    # Eigenvectors are needed only as atom projections: compute them in batches of
+    # q-points so memory stays bounded (a 306-atom cell has 918 x 918 complex
+    # eigenvectors, 13 MB per q-point).
+    batch = max(1, int(MESH_BATCH_BYTES // (16 * n_modes * n_modes)))
+    freq_list, proj_list = [], []
+    for start in range(0, len(qpoints), batch):
+        qp = _quiet(phonon.run_qpoints, qpoints[start:start + batch], with_eigenvectors=True)
+        eig = np.asarray(phonon.qpoints.eigenvectors)   # (n_b, 3n, 3n): [:, component, band]
+        amp = np.abs(eig) ** 2
+        proj_b = amp.reshape(amp.shape[0], n_atoms, 3, n_modes).sum(axis=2)
+        proj_list.append(np.transpose(proj_b, (0, 2, 1)))  # (n_b, band, atom)
+        freq_list.append(np.asarray(phonon.qpoints.frequencies, dtype=float))
+        del qp, eig, amp
+    freqs = np.concatenate(freq_list) * MEV_PER_THZ
+    proj = np.concatenate(proj_list)
     weights = np.asarray(result.weights, dtype=float)
     # The three acoustic modes at Gamma are zero by translational symmetry; small
     # values of either sign there are numerical noise of the force sets, not an
     # instability. Larger ones (broken acoustic sum rule) are kept and flagged.
-    qpoints = np.asarray(result.qpoints, dtype=float)
     for iq in np.nonzero(np.all(np.abs(qpoints) < 1e-12, axis=1))[0]:
         low = np.argsort(np.abs(freqs[iq]))[:3]
         low = low[np.abs(freqs[iq, low]) < ACOUSTIC_GAMMA_TOLERANCE_MEV]

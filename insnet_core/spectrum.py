@@ -145,7 +145,11 @@ class Spectrum:
         if self.errors is None:
             self.errors = np.zeros_like(vals)
         else:
-            err = np.array(self.errors, dtype=float).reshape(vals.shape)
+            err = np.array(self.errors, dtype=float)
+            if err.shape != vals.shape and err.size == vals.size and err.ndim == 1:
+                err = err.reshape(vals.shape)
+            if err.shape != vals.shape:
+                raise InputError(f"spectrum errors have shape {err.shape}, values {vals.shape}")
             self.errors = err
         if self.q_edges is not None:
             self.q_edges = check_edges(self.q_edges, "|Q| bin edges")
@@ -159,6 +163,8 @@ class Spectrum:
                 self.labels = (["S(E)"] if vals.shape[0] == 1
                                else [f"spectrum {i + 1}" for i in range(vals.shape[0])])
             self.labels = [str(x) for x in self.labels]
+            if len(set(self.labels)) != len(self.labels):
+                raise InputError(f"spectrum row labels must be unique, got {self.labels}")
             if len(self.labels) != vals.shape[0]:
                 raise InputError(
                     f"spectrum has {vals.shape[0]} rows but {len(self.labels)} labels")

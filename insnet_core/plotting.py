@@ -1,0 +1,159 @@
+"""PNG pictures of spectra (matplotlib, Agg canvas: no display needed).
+
+* 1D spectra: one line per row against energy transfer, with a legend.
+* |Q|-E maps: ``pcolormesh`` on the true bin edges, |Q| horizontal and energy
+  transfer vertical (the usual way powder maps are shown), NaN bins left blank,
+  colour bar labelled with the spectrum's ``y_label``.
+
+Energies and values are shown in the spectrum's ``display_energy_unit``
+(values as densities per that unit). The title is built from the metadata keys
+``formula``, ``instrument``, ``temperature`` (K) and ``Ei`` (meV) when present.
+
+pyplot is never imported, so plotting does not touch global figure state or
+need a GUI backend.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from insnet_core import InputError
+from insnet_core.io import atomic_output
+from insnet_core.spectrum import Spectrum
+from insnet_core.units import MEV_PER_CM1
+
+__all__ = ["plot_spectrum", "make_figure", "default_title"]
+
+#: Rows beyond this number get no legend (it would hide the data).
+MAX_LEGEND_ENTRIES = 12
+
+_UNIT_TEXT = {"meV": "meV", "cm-1": "cm$^{-1}$"}
+_KEYS = {
+    "formula": ("formula", "chemical_formula"),
+    "instrument": ("instrument",),
+    "temperature": ("temperature", "temperature_K", "T"),
+    "Ei": ("Ei", "ei", "incident_energy", "Ei_meV"),
+}
+
+
+def _lookup(metadata, what):
+    for key in _KEYS[what]:
+        value = metadata.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _number(value):
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def default_title(spectrum):
+    """Title from metadata: formula, instrument, T and Ei when present ('' if none)."""
+    meta = spectrum.metadata
+    parts = []
+    for what in ("formula", "instrument"):
+        value = _lookup(meta, what)
+        if value is not None:
+            parts.append(str(value))
+    temp = _lookup(meta, "temperature")
+    if temp is not None:
+        parts.append(f"T = {_number(temp)} K")
+    ei = _lookup(meta, "Ei")
+    if ei is not None:
+        parts.append(f"Ei = {_number(ei)} meV")
+    return ", ".join(parts)
+
+
+def _display(spectrum):
+    unit = spectrum.display_energy_unit
+    if unit == "cm-1":
+        return (spectrum.energy_edges / MEV_PER_CM1, spectrum.values * MEV_PER_CM1,
+                spectrum.y_label.replace("meV", "cm$^{-1}$"))
+    return spectrum.energy_edges, spectrum.values, spectrum.y_label
+
+
+def make_figure(spectrum, title=None):
+    """Build (but do not save) the matplotlib Figure for ``spectrum``.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+    title : str, optional
+        Defaults to :func:`default_title`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        With an Agg canvas attached.
+    """
+    if not isinstance(spectrum, Spectrum):
+        raise InputError(f"plot_spectrum needs a Spectrum, got {type(spectrum).__name__}")
+    edges, values, y_label = _display(spectrum)
+    e_label = f"Energy transfer ({_UNIT_TEXT[spectrum.display_energy_unit]})"
+    fig = Figure(figsize=(7.0, 5.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    if spectrum.is_map:
+        data = np.ma.masked_invalid(values.T)  # (n_e, n_q): energy vertical
+        finite = values[np.isfinite(values)]
+        vmin = vmax = None
+        if finite.size:
+            vmin = 0.0 if finite.min() >= 0 else float(finite.min())
+            # Clip the few brightest bins (elastic line, Bragg peaks) so the
+            # inelastic signal stays visible.
+            vmax = float(np.percentile(finite, 99.5))
+            if not vmax > vmin:
+                vmax = float(finite.max()) if finite.max() > vmin else vmin + 1.0
+        mesh = ax.pcolormesh(spectrum.q_edges, edges, data, shading="flat", vmin=vmin,
+                             vmax=vmax, cmap="viridis")
+        colorbar = fig.colorbar(mesh, ax=ax)
+        colorbar.set_label(y_label)
+        ax.set_xlabel("|Q| (Å$^{-1}$)")
+        ax.set_ylabel(e_label)
+        ax.set_xlim(spectrum.q_edges[0], spectrum.q_edges[-1])
+        ax.set_ylim(edges[0], edges[-1])
+    else:
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        for row, label in zip(values, spectrum.labels):
+            ax.plot(centres, row, linewidth=1.0, label=label)
+        ax.set_xlabel(e_label)
+        ax.set_ylabel(y_label)
+        ax.set_xlim(edges[0], edges[-1])
+        if len(spectrum.labels) <= MAX_LEGEND_ENTRIES:
+            ax.legend(fontsize="small")
+    if title is None:
+        title = default_title(spectrum)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spectrum(spectrum, path, title=None):
+    """Write a PNG picture of ``spectrum`` to ``path`` (atomically).
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+    path : str or os.PathLike
+        Destination PNG file.
+    title : str, optional
+        Defaults to formula/instrument/T/Ei from the metadata.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    fig = make_figure(spectrum, title=title)
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
