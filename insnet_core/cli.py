@@ -45,7 +45,8 @@ def build_parser():
                      help="highest phonon order (1 = fundamentals only; up to 10; default 4)")
     sim.add_argument("--bins", "--ebins", dest="ebins", default=None,
                      help="energy bins, Rebin style 'start,step,end' (negative step = "
-                          "logarithmic); units from --bin-unit")
+                          "logarithmic); units from --bin-unit. Write --bins=-80,0.5,150 "
+                          "when the start is negative")
     sim.add_argument("--bin-unit", default=None, choices=["meV", "cm-1"],
                      help="unit of --bins (default: cm-1 for VISION, meV otherwise)")
     sim.add_argument("--qbins", default=None, help="|Q| bins for maps, 'start,step,end' in 1/A")
@@ -104,7 +105,7 @@ def run_simulate(args):
     bar = None
     if not args.quiet:
         from tqdm import tqdm
-        bar = tqdm(total=100, desc="insnet simulate", unit="%", file=sys.stderr,
+        bar = tqdm(total=100, desc="insnet simulate", unit="%", file=sys.stderr, disable=None,
                    bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
 
     def progress(fraction, message):

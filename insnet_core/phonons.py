@@ -113,12 +113,9 @@ class PhononModes:
 
     @property
     def formula(self):
-        from collections import Counter
-        counts = Counter(self.species)
-        from math import gcd
-        from functools import reduce
-        g = reduce(gcd, counts.values())
-        return "".join(f"{el}{n // g if n // g > 1 else ''}" for el, n in counts.items())
+        """Reduced chemical formula, e.g. 'SiF4'."""
+        from pymatgen.core import Composition
+        return Composition(" ".join(self.species)).reduced_formula
 
 
 def read_phonopy_conf(path):

@@ -35,7 +35,7 @@ _KEYS = {
     "formula": ("formula", "chemical_formula"),
     "instrument": ("instrument",),
     "temperature": ("temperature", "temperature_K", "T"),
-    "Ei": ("Ei", "ei", "incident_energy", "Ei_meV"),
+    "Ei": ("Ei", "ei", "incident_energy", "Ei_meV", "ei_meV"),
 }
 
 

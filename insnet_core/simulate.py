@@ -118,7 +118,9 @@ def simulate_ingredients(ingredients, settings, metadata=None):
     meta = {"method": "physics: incoherent approximation, isotropic, powder averaged",
             "engine": f"insnet {__version__}", "temperature_K": settings.temperature,
             "phonon_orders": settings.orders, "include_elastic": settings.include_elastic}
-    meta.update({k: v for k, v in inst.describe().items()})
+    described = dict(inst.describe())
+    meta["instrument"] = described.pop("name", inst.name)
+    meta.update(described)
     meta.update(metadata or {})
     edges = settings.energy_edges
     common = dict(temperature=settings.temperature, orders=settings.orders,
