@@ -23,6 +23,7 @@ setup(
         "periodictable>=1.7,<3",
         "resins==0.1.0",
         "tqdm>=4.60,<5",
+        "dask[distributed]>=2023.1",
     ],
     extras_require={
         "coherent": ["euphonic>=1.3,<3"],

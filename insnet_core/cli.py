@@ -57,6 +57,30 @@ def build_parser():
     sim.add_argument("-o", "--output", required=True, help="output file: .nxs or .csv")
     sim.add_argument("--plot", default=None, help="also write a PNG plot here")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ds = sub.add_parser("dataset", help="the INS training database built from phonondb")
+    dsub = ds.add_subparsers(dest="dataset_command", required=True)
+    b = dsub.add_parser("build", help="build or resume the database (dask)",
+                        description="Compute every crystal of a phonondb folder and store "
+                                    "ingredients, targets and flags, one HDF5 file per shard.")
+    b.add_argument("--source", required=True, help="phonondb folder (index.csv + *.tar.xz)")
+    b.add_argument("--out", required=True, help="database folder")
+    b.add_argument("--workers", type=int, default=2,
+                   help="LocalCluster worker processes (0 = no dask, in-process)")
+    b.add_argument("--scheduler", default=None, help="address of an existing dask scheduler")
+    b.add_argument("--limit", type=int, default=None, help="only the first N crystals")
+    b.add_argument("--only", default=None, help="comma-separated material ids")
+    b.add_argument("--resume", action="store_true", help="continue a build; skip finished "
+                                                         "crystals")
+    b.add_argument("--consolidate-every", type=int, default=50,
+                   help="merge staged records into the shard file every N records")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    show = dsub.add_parser("show", help="plot one crystal's VISION spectrum and map (PNG)")
+    show.add_argument("material_id")
+    show.add_argument("--db", required=True, help="database folder")
+    show.add_argument("-o", "--output", required=True, help="PNG file")
+    info = dsub.add_parser("info", help="counts, flags and failures of a database")
+    info.add_argument("--db", required=True, help="database folder")
     return parser
 
 
@@ -139,6 +163,33 @@ def run_simulate(args):
     return 0
 
 
+def run_dataset(args):
+    if args.dataset_command == "build":
+        from insnet_core.dataset.build import build
+        only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
+        counts = build(args.source, args.out, workers=args.workers, scheduler=args.scheduler,
+                       limit=args.limit, only=only, resume=args.resume,
+                       consolidate_every=args.consolidate_every, progress=not args.quiet)
+        print("planned {planned}, already done {skipped}, computed {computed} "
+              "(failed {failed})".format(**counts))
+        return 0
+    from insnet_core.dataset.reader import Database
+    db = Database(args.db)
+    if args.dataset_command == "show":
+        from insnet_core.dataset.plots import plot_record
+        output = _check_output(args.output, "plot file")
+        plot_record(db, args.material_id, output)
+        print(f"wrote {output}")
+        return 0
+    ok, failed = db.ids(), db.ids(status="failed")
+    unstable = [m for m in ok if db.record(m)["has_imaginary"]]
+    print(f"{len(db)} crystals: {len(ok)} computed, {len(failed)} failed, "
+          f"{len(unstable)} with imaginary modes")
+    for reason, ids in sorted(db.failures().items(), key=lambda kv: -len(kv[1])):
+        print(f"  {len(ids):5d} failed: {reason[:100]}")
+    return 0
+
+
 def main(argv=None):
     """Entry point of the ``insnet`` command; returns the exit status."""
     parser = build_parser()
@@ -147,6 +198,8 @@ def main(argv=None):
     try:
         if args.command == "simulate":
             return run_simulate(args)
+        if args.command == "dataset":
+            return run_dataset(args)
     except InsnetError as exc:
         print(f"insnet: error: {exc}", file=sys.stderr)
         return 2

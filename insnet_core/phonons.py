@@ -115,7 +115,9 @@ class PhononModes:
     def formula(self):
         """Reduced chemical formula, e.g. 'SiF4'."""
         from pymatgen.core import Composition
-        return Composition(" ".join(self.species)).reduced_formula
+        with warnings.catch_warnings():  # e.g. "no Pauling electronegativity for Ne"
+            warnings.simplefilter("ignore")
+            return Composition(" ".join(self.species)).reduced_formula
 
 
 def read_phonopy_conf(path):
