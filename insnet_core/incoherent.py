@@ -298,8 +298,19 @@ def _stick_orders(ingredients, temperature, orders, half, include_elastic):
     return stack, msd, first
 
 
+def _partition(ingredients, by):
+    """Keys and group indices of the requested split: per group or per element."""
+    if by == "group":
+        return [(g, [g]) for g in range(ingredients.n_groups)]
+    if by == "element":
+        elements = list(dict.fromkeys(ingredients.elements))
+        return [(el, [g for g, e in enumerate(ingredients.elements) if e == el])
+                for el in elements]
+    raise ValueError(f"by must be 'group' or 'element', got {by!r}")
+
+
 def compute_map(ingredients, q_edges, energy_edges, fwhm_func, temperature=0.0, orders=4,
-                include_elastic=False):
+                include_elastic=False, by="group"):
     """Powder map S(|Q|, E) split by group and order.
 
     Parameters
@@ -317,11 +328,14 @@ def compute_map(ingredients, q_edges, energy_edges, fwhm_func, temperature=0.0, 
         Highest phonon order (1..MAX_ORDER).
     include_elastic : bool
         Add the order-0 elastic line (resolution-broadened delta at E = 0).
+    by : {'group', 'element'}
+        Split of the result: per group (keys ``(group_index, order)``) or per
+        element (keys ``(element, order)``, summed with one matrix product).
 
     Returns
     -------
     dict
-        ``{(group_index, order): ndarray (n_q, n_e)}`` in barn/sr/meV per cell.
+        ``{(group_index or element, order): ndarray (n_q, n_e)}`` in barn/sr/meV per cell.
     """
     t = check_temperature(temperature)
     orders = check_orders(orders)
@@ -338,18 +352,21 @@ def compute_map(ingredients, q_edges, energy_edges, fwhm_func, temperature=0.0, 
     nodes, weights = _gauss_legendre_q(q_edges)
     q2 = nodes ** 2
     pref = ing.cross_sections * ing.n_atoms / (4 * np.pi)
+    parts = _partition(ing, by)
+    # Debye-Waller factor at the quadrature nodes, per group: (n_groups, n_q, points)
+    dw = np.exp(-q2[None, :, :] * msd[:, None, None])
     out = {}
     for k, arr in enumerate(stack):
         n = k + first
-        broadened = arr[:, rows] @ kern                     # (n_groups, n_e)
-        for g in range(ing.n_groups):
-            qfac = ((np.exp(-q2 * msd[g]) * q2 ** n) @ weights) / factorial(n)  # (n_q,)
-            out[(g, n)] = pref[g] * qfac[:, None] * broadened[g][None, :]
+        broadened = pref[:, None] * (arr[:, rows] @ kern)            # (n_groups, n_e)
+        qfac = (dw * q2[None] ** n) @ weights / factorial(n)         # (n_groups, n_q)
+        for key, members in parts:
+            out[(key, n)] = qfac[members].T @ broadened[members]    # (n_q, n_e)
     return out
 
 
 def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temperature=0.0,
-                       orders=4, include_elastic=False):
+                       orders=4, include_elastic=False, by="group"):
     """1D spectrum S(Q(E), E) along an instrument trajectory, split by group and order.
 
     Parameters
@@ -362,7 +379,7 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
     Returns
     -------
     dict
-        ``{(group_index, order): ndarray (n_e,)}`` in barn/sr/meV per cell.
+        ``{(group_index or element, order): ndarray (n_e,)}`` in barn/sr/meV per cell.
     """
     t = check_temperature(temperature)
     orders = check_orders(orders)
@@ -379,10 +396,12 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
     valid = np.isfinite(q)
     q2 = np.where(valid, q, 0.0) ** 2
     pref = ing.cross_sections * ing.n_atoms / (4 * np.pi)
+    parts = _partition(ing, by)
+    dw = np.exp(-q2[None, :] * msd[:, None]) * valid[None, :]     # (n_groups, n_rows)
     out = {}
     for k, arr in enumerate(stack):
         n = k + first
-        for g in range(ing.n_groups):
-            sticks = arr[g, rows] * np.exp(-q2 * msd[g]) * q2 ** n / factorial(n) * valid
-            out[(g, n)] = pref[g] * (sticks @ kern)
+        sticks = pref[:, None] * arr[:, rows] * dw * (q2 ** n / factorial(n))[None, :]
+        for key, members in parts:
+            out[(key, n)] = sticks[members].sum(axis=0) @ kern
     return out

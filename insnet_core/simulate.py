@@ -88,12 +88,11 @@ class SimulationResult:
 
 
 def _assemble(parts, ingredients, make):
-    """Sum engine parts ``{(group, order): array}`` into total, per element, per order."""
+    """Sum engine parts ``{(element, order): array}`` into total, per element, per order."""
     elements = list(dict.fromkeys(ingredients.elements))
     orders = sorted({n for _, n in parts})
     total = sum(parts.values())
-    by_el = {el: sum(v for (g, _), v in parts.items() if ingredients.elements[g] == el)
-             for el in elements}
+    by_el = {el: sum(v for (e, _), v in parts.items() if e == el) for el in elements}
     by_order = {n: sum(v for (_, m), v in parts.items() if m == n) for n in orders}
     return (make(total, "total"),
             {el: make(v, f"element {el}") for el, v in by_el.items()},
@@ -126,7 +125,8 @@ def simulate_ingredients(ingredients, settings, metadata=None):
     common = dict(temperature=settings.temperature, orders=settings.orders,
                   include_elastic=settings.include_elastic)
     if inst.is_map:
-        parts = compute_map(ingredients, settings.q_edges, edges, inst.resolution_fwhm, **common)
+        parts = compute_map(ingredients, settings.q_edges, edges, inst.resolution_fwhm,
+                            by="element", **common)
         qc = 0.5 * (settings.q_edges[1:] + settings.q_edges[:-1])
         ec = 0.5 * (edges[1:] + edges[:-1])
         mask = ~np.asarray(inst.measurable(qc[:, None], ec[None, :]), dtype=bool)
@@ -142,7 +142,7 @@ def simulate_ingredients(ingredients, settings, metadata=None):
         for bank in inst.banks:
             per_bank.append(compute_trajectory(
                 ingredients, lambda e, b=bank: inst.q_of_energy(e, b), edges,
-                lambda e, b=bank: inst.bank_resolution_fwhm(e, b), **common))
+                lambda e, b=bank: inst.bank_resolution_fwhm(e, b), by="element", **common))
         parts = {key: np.vstack([pb[key] for pb in per_bank]
                                 + [np.mean([pb[key] for pb in per_bank], axis=0)])
                  for key in per_bank[0]}
