@@ -295,6 +295,10 @@ def _check_force_sets(force_sets, unitcell, supercell):
         natom = int(lines[0].split()[0])
         ndisp = int(lines[1].split()[0])
     except (ValueError, IndexError):
+        first = lines[0].split() if lines else []
+        if len(first) == 6:
+            raise InputError(f"{force_sets}: looks like a type-2 FORCE_SETS (6 columns per "
+                             "line); convert it to phonopy.yaml with forces, which insnet reads")
         raise InputError(f"{force_sets}: not a phonopy type-1 FORCE_SETS file "
                          "(first two lines must be the atom and displacement counts)") from None
     expected = _count_poscar_atoms(unitcell) * int(round(abs(np.linalg.det(supercell))))
