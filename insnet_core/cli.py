@@ -81,6 +81,8 @@ def build_parser():
     show.add_argument("-o", "--output", required=True, help="PNG file")
     info = dsub.add_parser("info", help="counts, flags and failures of a database")
     info.add_argument("--db", required=True, help="database folder")
+    info.add_argument("--card", default=None, help="also write the data card (Markdown) here")
+    info.add_argument("--source", default=None, help="phonondb folder (for the planned count)")
     return parser
 
 
@@ -187,6 +189,10 @@ def run_dataset(args):
           f"{len(unstable)} with imaginary modes")
     for reason, ids in sorted(db.failures().items(), key=lambda kv: -len(kv[1])):
         print(f"  {len(ids):5d} failed: {reason[:100]}")
+    if args.card:
+        from insnet_core.dataset.card import write_datacard
+        write_datacard(db, args.card, args.source)
+        print(f"wrote {args.card}")
     return 0
 
 
