@@ -50,6 +50,10 @@ def build_parser():
     sim.add_argument("--bin-unit", default=None, choices=["meV", "cm-1"],
                      help="unit of --bins (default: cm-1 for VISION, meV otherwise)")
     sim.add_argument("--qbins", default=None, help="|Q| bins for maps, 'start,step,end' in 1/A")
+    sim.add_argument("--match", default=None, metavar="REDUCED.nxs",
+                     help="take the energy (and, for maps, |Q|) bin edges from a reduced "
+                          "Mantid file (processed NeXus or NXSPE) and give the result exactly "
+                          "those edges and its energy unit; excludes --bins/--qbins")
     sim.add_argument("--elastic", action="store_true", help="include the elastic line")
     sim.add_argument("--contributions", choices=["total", "element", "order"], default="total",
                      help="also write partial spectra by element or by phonon order "
@@ -103,6 +107,33 @@ def _write(spectrum, path):
         save_csv(spectrum, path)
 
 
+def _match_binning(args, instrument):
+    """Bin edges (meV, 1/A or None) and energy unit of the file given to --match."""
+    from insnet_core.instruments import INSTRUMENTS
+    from insnet_core.io.nexus import read_binning
+    if args.ebins is not None or args.qbins is not None:
+        raise InsnetError("--match takes the bins from the file; do not combine it with "
+                          "--bins or --qbins")
+    energy_edges, q_edges, unit = read_binning(args.match)
+    cls = {name.lower(): c for name, c in INSTRUMENTS.items()}.get(str(instrument).lower())
+    if cls is not None and q_edges is not None and not cls.is_map:
+        raise InsnetError(f"--match {args.match}: the file is a |Q|-E map but {cls.name} "
+                          "gives 1D spectra; use SEQUOIA or ideal2d, or a 1D file")
+    if cls is not None and not cls.is_map:
+        q_edges = None
+    return energy_edges, q_edges, unit
+
+
+def _onto_edges(result, energy_edges, q_edges, display_unit, source):
+    """The result rebinned (flux conserving) onto exactly these edges, shown in display_unit."""
+    from insnet_core.predict import rebin_result
+    moved = rebin_result(result, energy_edges, q_edges)
+    for spec in [moved.total, *moved.by_element.values(), *moved.by_order.values()]:
+        spec.display_energy_unit = display_unit
+        spec.metadata["binning_matched_to"] = str(source)
+    return moved
+
+
 def run_simulate(args):
     from insnet_core.binning import energy_edges_from_params, rebin_edges
     from insnet_core.simulate import simulate
@@ -127,6 +158,9 @@ def run_simulate(args):
         unit = args.bin_unit or ("cm-1" if str(instrument).lower() == "vision" else "meV")
         energy_edges = energy_edges_from_params(args.ebins, unit, "--bins")
     q_edges = rebin_edges(args.qbins, "--qbins") if args.qbins is not None else None
+    display_unit = None
+    if args.match is not None:
+        energy_edges, q_edges, display_unit = _match_binning(args, instrument)
 
     bar = None
     if not args.quiet:
@@ -146,6 +180,8 @@ def run_simulate(args):
     finally:
         if bar is not None:
             bar.close()
+    if args.match is not None:
+        result = _onto_edges(result, energy_edges, q_edges, display_unit, args.match)
     if result.stability.get("has_imaginary"):
         print(f"insnet: warning: {result.total.metadata['stability']}", file=sys.stderr)
     _write(result.total, output)

@@ -38,3 +38,33 @@ def sif4_modes(sif4_phonon):
 def csau_modes():
     from insnet_core.phonons import load_phonopy, run_mesh
     return run_mesh(load_phonopy(EXAMPLES / "mp-2667-20180417"))
+
+
+# ---------------------------------------------------------------------------
+# Mantid: the real one when importable, else the stand-in in tests/mantid_standin
+# ---------------------------------------------------------------------------
+import sys  # noqa: E402
+
+MANTID_STANDIN = REPO / "tests" / "mantid_standin"
+PLUGINS = REPO / "plugins" / "algorithms"
+
+try:
+    import mantid  # noqa: F401
+    USING_MANTID_STANDIN = bool(getattr(mantid, "__insnet_standin__", False))
+except ImportError:
+    sys.path.insert(0, str(MANTID_STANDIN))
+    USING_MANTID_STANDIN = True
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mantid: needs a real Mantid installation")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not USING_MANTID_STANDIN:
+        return
+    skip = pytest.mark.skip(reason="needs a real Mantid (the tests/mantid_standin stand-in "
+                                   "is in use)")
+    for item in items:
+        if "mantid" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,472 @@
+"""Prediction from a crystal structure file: the one entry point for Mantid and scripts.
+
+:func:`predict` takes a structure file (CIF or POSCAR), a method and the
+instrument settings, and returns a :class:`~insnet_core.simulate.SimulationResult`
+on the requested bins. Two methods exist:
+
+* ``'Physics'`` (what works today): the spectrum is computed from phonopy force
+  constants given next to the structure. The structure file is read and
+  validated, and its reduced formula must match the force constants' cell; the
+  phonons themselves come from the force constants' own cell. The engine
+  integrates the resolution-broadened spectrum over each requested bin, so the
+  requested edges are used as they are.
+* ``'ML'``: machine-learned prediction straight from the structure. No trained
+  model is shipped yet, so this method reports that clearly and stops.
+
+:func:`find_problems` runs every cheap check (files, settings, bins) without
+computing anything and returns one message per faulty input, which is what
+Mantid's ``validateInputs`` needs. :func:`rebin_result` moves a whole result
+onto other bins with :meth:`Spectrum.rebin` (flux conserving); the live-data
+overlay uses it to follow the binning of incoming data.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from insnet_core import InputError, __version__
+
+__all__ = ["METHODS", "DEFAULT_METHOD", "PredictionRequest", "plan", "find_problems",
+           "predict", "rebin_result", "resolve_force_constants", "force_constants_formula",
+           "check_consistency", "available_models"]
+
+#: Prediction methods, as users name them.
+METHODS = ("Physics", "ML")
+#: Used until trained models ship.
+DEFAULT_METHOD = "Physics"
+
+_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+_FC_FILE_NAMES = ("phonopy.conf", "FORCE_SETS", "FORCE_CONSTANTS", "POSCAR-unitcell", "BORN")
+_YAML_NAMES = ("phonopy_params.yaml", "phonopy.yaml", "phonopy_disp.yaml")
+
+
+# ----------------------------------------------------------------------------
+# force constants
+# ----------------------------------------------------------------------------
+def resolve_force_constants(path):
+    """The phonopy source (folder or yaml file) that ``path`` points to.
+
+    Parameters
+    ----------
+    path : str or Path
+        A phonondb folder, a ``phonopy*.yaml`` file, or one file inside a
+        phonondb folder (``phonopy.conf``, ``FORCE_SETS``, ``FORCE_CONSTANTS``,
+        ``POSCAR-unitcell``, ``BORN``), which stands for its folder. This is how
+        a folder is given through a file dialog.
+
+    Returns
+    -------
+    Path
+        What :func:`insnet_core.phonons.load_phonopy` accepts.
+
+    Raises
+    ------
+    InputError
+        Missing path, or a file that is none of the above.
+    """
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise InputError(f"force constants {p}: no such file or folder")
+    if p.is_dir():
+        if not ((p / "POSCAR-unitcell").is_file()
+                or any((p / n).is_file() for n in _YAML_NAMES)):
+            raise InputError(f"force constants {p}: the folder holds neither POSCAR-unitcell + "
+                             "phonopy.conf + FORCE_SETS (phonondb layout) nor a phonopy.yaml")
+        return p
+    if p.suffix.lower() in (".yaml", ".yml"):
+        return p
+    if p.name in _FC_FILE_NAMES:
+        return p.parent
+    raise InputError(f"force constants {p}: expected a phonopy.yaml, a phonondb folder or one "
+                     f"of its files ({', '.join(_FC_FILE_NAMES)})")
+
+
+def _yaml_symbols(path):
+    import yaml
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=loader)
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"force constants {path}: cannot be read as YAML ({exc})") from None
+    for key in ("unit_cell", "primitive_cell", "supercell"):
+        cell = (data or {}).get(key) if isinstance(data, dict) else None
+        if isinstance(cell, dict) and isinstance(cell.get("points"), list):
+            symbols = [pt.get("symbol") for pt in cell["points"] if isinstance(pt, dict)]
+            if symbols and all(isinstance(s, str) for s in symbols):
+                return symbols
+    raise InputError(f"force constants {path}: no unit_cell with atom symbols found")
+
+
+def force_constants_formula(source):
+    """Reduced formula of the cell the force constants belong to (no phonopy run).
+
+    Parameters
+    ----------
+    source : str or Path
+        Anything :func:`resolve_force_constants` accepts.
+    """
+    from pymatgen.core import Composition
+    from insnet_core.structure import read_structure
+
+    src = resolve_force_constants(source)
+    if src.is_dir() and (src / "POSCAR-unitcell").is_file():
+        return read_structure(src / "POSCAR-unitcell", max_atoms=None).formula
+    yaml_file = src if src.is_file() else next(src / n for n in _YAML_NAMES
+                                               if (src / n).is_file())
+    symbols = _yaml_symbols(yaml_file)
+    counts = {}
+    for s in symbols:
+        counts[s] = counts.get(s, 0) + 1
+    return Composition(counts).reduced_formula
+
+
+def check_consistency(structure, force_constants):
+    """Raise InputError when the structure and the force constants are different compounds.
+
+    Parameters
+    ----------
+    structure : insnet_core.structure.Structure
+    force_constants : str or Path
+
+    Returns
+    -------
+    str
+        The common reduced formula.
+    """
+    fc_formula = force_constants_formula(force_constants)
+    if fc_formula != structure.formula:
+        raise InputError(
+            f"structure {structure.source or '(given)'} is {structure.formula} but the force "
+            f"constants {force_constants} are for {fc_formula}; give the force constants of "
+            "the same crystal")
+    return fc_formula
+
+
+# ----------------------------------------------------------------------------
+# ML models (none shipped yet)
+# ----------------------------------------------------------------------------
+def available_models():
+    """Names of the trained models shipped in ``models/`` (empty today)."""
+    if not _MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in _MODELS_DIR.iterdir()
+                  if p.is_dir() and any(p.glob("*.json")))
+
+
+def _ml_unavailable(model):
+    shipped = available_models()
+    if not shipped:
+        return ("Method 'ML': no trained model is shipped with insnet yet (the models are "
+                "still being trained); use Method 'Physics' with a ForceConstantsFile")
+    if model and model not in shipped:
+        return f"model {model!r} not found; shipped models: {', '.join(shipped)}"
+    return "Method 'ML': model inference is not implemented in this version of insnet"
+
+
+# ----------------------------------------------------------------------------
+# request checking
+# ----------------------------------------------------------------------------
+def _normalise_method(method):
+    for known in METHODS:
+        if str(method).strip().lower() == known.lower():
+            return known
+    raise InputError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+
+
+@dataclass
+class PredictionRequest:
+    """A fully checked prediction request (see :func:`plan`)."""
+
+    structure: object
+    method: str
+    force_constants: Path | None
+    model: str | None
+    settings: object
+    display_energy_unit: str
+
+    def cache_key_parts(self):
+        """The things a prediction depends on, as strings (used by the live cache)."""
+        from insnet_core.live import files_hash
+        inst = self.settings.instrument
+        return {
+            "structure": self.structure.hash(),
+            "force_constants": files_hash(self.force_constants) if self.force_constants else "",
+            "method": self.method, "model": self.model or "",
+            "instrument": repr(sorted((k, repr(v)) for k, v in inst.describe().items())),
+            "temperature": repr(float(self.settings.temperature)),
+            "orders": repr(int(self.settings.orders)),
+        }
+
+
+def _instrument(instrument, ei, chopper_package, chopper_frequency, problems):
+    """Build the instrument, filing each bad setting under its own key."""
+    from insnet_core.instruments import get_instrument
+    name = str(instrument).strip().lower()
+    if name != "sequoia":
+        try:  # the SEQUOIA settings do not apply to the other instruments
+            return get_instrument(instrument)
+        except InputError as exc:
+            problems["instrument"] = str(exc)
+            return None
+    if ei is None:
+        problems["ei"] = "SEQUOIA needs an incident energy (meV)"
+        return None
+    try:
+        if not float(ei) > 0:
+            problems["ei"] = f"SEQUOIA incident energy must be > 0 meV, got {float(ei):g}"
+            return None
+    except (TypeError, ValueError):
+        problems["ei"] = f"SEQUOIA incident energy must be a number of meV, got {ei!r}"
+        return None
+    steps = (("ei", {"ei": ei}),
+             ("chopper_package", {"ei": ei, "chopper_package": chopper_package}),
+             ("chopper_frequency", {"ei": ei, "chopper_package": chopper_package,
+                                    "chopper_frequency": chopper_frequency}))
+    inst = None
+    for key, kwargs in steps:
+        if key != "ei" and kwargs.get(key) is None:
+            continue
+        try:
+            inst = get_instrument("SEQUOIA", **kwargs)
+        except InputError as exc:
+            problems[key] = str(exc)
+            return None
+    return inst
+
+
+def _check_all(structure_file, method, force_constants, model, instrument, temperature,
+               energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
+               chopper_frequency):
+    """Return (problems dict, PredictionRequest or None)."""
+    from insnet_core.incoherent import check_orders, check_temperature
+    from insnet_core.simulate import Settings
+    from insnet_core.spectrum import check_edges
+    from insnet_core.structure import read_structure
+    from insnet_core.units import normalise_energy_unit
+
+    problems = {}
+    structure = None
+    try:
+        structure = read_structure(structure_file)
+    except InputError as exc:
+        problems["structure_file"] = str(exc)
+    try:
+        method = _normalise_method(method)
+    except InputError as exc:
+        problems["method"] = str(exc)
+        method = None
+    fc = None
+    if method == "ML":
+        problems["method" if not model else "model"] = _ml_unavailable(model)
+    elif method == "Physics":
+        if model:
+            problems["model"] = ("Model applies to Method 'ML' only; leave it empty for "
+                                 "Method 'Physics'")
+        if force_constants in (None, ""):
+            problems["force_constants"] = (
+                "Method 'Physics' needs force constants: a phonopy.yaml, or a phonondb "
+                "folder (given as the folder or as its phonopy.conf / FORCE_SETS file)")
+        else:
+            try:
+                fc = resolve_force_constants(force_constants)
+                if structure is not None:
+                    check_consistency(structure, fc)
+            except InputError as exc:
+                problems["force_constants"] = str(exc)
+    inst = _instrument(instrument, ei, chopper_package, chopper_frequency, problems)
+    try:
+        temperature = check_temperature(temperature)
+    except InputError as exc:
+        problems["temperature"] = str(exc)
+    try:
+        orders = check_orders(orders)
+    except InputError as exc:
+        problems["orders"] = str(exc)
+    settings = None
+    if inst is not None:
+        e_edges = inst.default_energy_edges() if energy_edges is None else energy_edges
+        try:
+            e_edges = check_edges(e_edges, "energy bin edges")
+            inst.validate(e_edges, None)
+        except InputError as exc:
+            problems["energy_binning"] = str(exc)
+        else:
+            try:
+                if q_edges is not None and not inst.is_map:
+                    raise InputError(f"{inst.name} gives 1D spectra along fixed trajectories; "
+                                     "|Q| bins apply to SEQUOIA and Ideal2D only")
+                settings = Settings.check(inst, temperature if "temperature" not in problems
+                                          else 0.0, orders if "orders" not in problems else 4,
+                                          e_edges, q_edges)
+            except InputError as exc:
+                problems["q_binning"] = str(exc)
+    unit = display_energy_unit
+    if unit is None and inst is not None:
+        unit = inst.display_energy_unit
+    try:
+        unit = normalise_energy_unit(unit or "meV")
+        if unit not in ("meV", "cm-1"):
+            raise InputError("display energy unit must be meV or cm-1")
+    except InputError as exc:
+        problems["display_energy_unit"] = str(exc)
+    if problems:
+        return problems, None
+    return {}, PredictionRequest(structure=structure, method=method, force_constants=fc,
+                                 model=model or None, settings=settings,
+                                 display_energy_unit=unit)
+
+
+def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
+                  instrument="VISION", temperature=0.0, energy_edges=None, q_edges=None,
+                  display_energy_unit=None, orders=4, ei=None, chopper_package=None,
+                  chopper_frequency=None):
+    """Every problem with a prediction request, computing nothing expensive.
+
+    Parameters are those of :func:`predict`.
+
+    Returns
+    -------
+    dict
+        ``{input: message}`` with inputs among ``structure_file``, ``method``,
+        ``model``, ``force_constants``, ``instrument``, ``ei``,
+        ``chopper_package``, ``chopper_frequency``, ``temperature``, ``orders``,
+        ``energy_binning``, ``q_binning``, ``display_energy_unit``; empty when
+        the request is valid.
+    """
+    problems, _ = _check_all(structure_file, method, force_constants, model, instrument,
+                             temperature, energy_edges, q_edges, display_energy_unit, orders,
+                             ei, chopper_package, chopper_frequency)
+    return problems
+
+
+def plan(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
+         instrument="VISION", temperature=0.0, energy_edges=None, q_edges=None,
+         display_energy_unit=None, orders=4, ei=None, chopper_package=None,
+         chopper_frequency=None):
+    """Check a request and return a :class:`PredictionRequest`; InputError lists all problems."""
+    problems, request = _check_all(structure_file, method, force_constants, model, instrument,
+                                   temperature, energy_edges, q_edges, display_energy_unit,
+                                   orders, ei, chopper_package, chopper_frequency)
+    if problems:
+        raise InputError("; ".join(f"{k}: {v}" for k, v in problems.items()))
+    return request
+
+
+# ----------------------------------------------------------------------------
+# running
+# ----------------------------------------------------------------------------
+def rebin_result(result, energy_edges=None, q_edges=None):
+    """A copy of ``result`` with every spectrum rebinned (flux conserving) onto new edges.
+
+    Parameters
+    ----------
+    result : SimulationResult
+    energy_edges : array_like, optional
+        New energy edges in meV; unchanged when None.
+    q_edges : array_like, optional
+        New |Q| edges in 1/angstrom (maps only); unchanged when None.
+    """
+    from insnet_core.simulate import SimulationResult
+
+    def move(spec):
+        return spec.rebin(energy_edges=energy_edges, q_edges=q_edges if spec.is_map else None)
+
+    return SimulationResult(total=move(result.total),
+                            by_element={k: move(v) for k, v in result.by_element.items()},
+                            by_order={k: move(v) for k, v in result.by_order.items()},
+                            stability=dict(result.stability))
+
+
+def _annotate(result, extra, display_energy_unit):
+    def fix(spec):
+        spec.metadata.update(extra)
+        spec.display_energy_unit = display_energy_unit
+        return spec
+    fix(result.total)
+    for part in list(result.by_element.values()) + list(result.by_order.values()):
+        fix(part)
+    return result
+
+
+def run_request(request, progress=None):
+    """Compute a checked :class:`PredictionRequest`; returns a SimulationResult."""
+    from insnet_core.simulate import simulate
+    report = progress or (lambda fraction, message: None)
+    if request.method != "Physics":
+        raise InputError(_ml_unavailable(request.model))
+    s = request.settings
+    result = simulate(request.force_constants, instrument=s.instrument,
+                      temperature=s.temperature, orders=s.orders, energy_edges=s.energy_edges,
+                      q_edges=s.q_edges, include_elastic=s.include_elastic, progress=report)
+    # The engine integrates over the requested bins; this only guarantees that the
+    # output edges are the requested arrays, value for value.
+    if not (np.array_equal(result.total.energy_edges, s.energy_edges)
+            and (s.q_edges is None or np.array_equal(result.total.q_edges, s.q_edges))):
+        result = rebin_result(result, s.energy_edges, s.q_edges)
+    extra = {"prediction_method": "physics", "model": "physics",
+             "model_version": f"insnet {__version__} physics engine",
+             "structure_file": str(request.structure.source),
+             "structure_formula": request.structure.formula,
+             "structure_hash": request.structure.hash(),
+             "force_constants": str(request.force_constants),
+             "temperature_K": float(s.temperature)}
+    ei = getattr(s.instrument, "ei", None)
+    if ei is not None:
+        extra["Ei"] = float(ei)  # Mantid's usual sample-log name for the incident energy
+    return _annotate(result, extra, request.display_energy_unit)
+
+
+def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
+            instrument="VISION", temperature=0.0, energy_edges=None, q_edges=None,
+            display_energy_unit=None, orders=4, ei=None, chopper_package=None,
+            chopper_frequency=None, progress=None):
+    """Predict the INS spectrum of the crystal in ``structure_file``.
+
+    Parameters
+    ----------
+    structure_file : str or Path
+        CIF or POSCAR file (read and validated by
+        :func:`insnet_core.structure.read_structure`).
+    method : {'Physics', 'ML'}
+        'Physics' needs ``force_constants``; 'ML' reports that no model is
+        shipped yet.
+    force_constants : str or Path, optional
+        See :func:`resolve_force_constants`. Its reduced formula must match
+        the structure's.
+    model : str, optional
+        ML model name (Method 'ML' only).
+    instrument : {'VISION', 'SEQUOIA', 'Ideal2D'}
+    temperature : float
+        Sample temperature, K.
+    energy_edges, q_edges : array_like, optional
+        Output bin edges in meV and 1/angstrom (maps only); the instrument's
+        default bins otherwise. The output has exactly these edges.
+    display_energy_unit : {'meV', 'cm-1'}, optional
+        How the energy axis is shown (default: the instrument's).
+    orders : int
+        Highest phonon order.
+    ei, chopper_package, chopper_frequency :
+        SEQUOIA settings (meV, name, Hz).
+    progress : callable, optional
+        ``progress(fraction, message)``.
+
+    Returns
+    -------
+    SimulationResult
+        Every spectrum's metadata holds the method, model ('physics') and
+        version, formula, structure hash, temperature, instrument settings
+        and the ``unstable`` flag.
+
+    Raises
+    ------
+    InputError
+        Listing every problem found by :func:`find_problems`.
+    """
+    request = plan(structure_file, method, force_constants, model, instrument, temperature,
+                   energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
+                   chopper_frequency)
+    return run_request(request, progress=progress)

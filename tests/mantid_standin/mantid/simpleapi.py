@@ -1,0 +1,74 @@
+"""Stand-in for ``mantid.simpleapi``: call a registered algorithm by name.
+
+``Name(Prop=value, ..., OutputWorkspace='ws')`` creates the algorithm, sets
+each property (a bad value raises ValueError 'Problem setting "Prop" in
+Name-v1: ...'), executes it (invalid inputs raise RuntimeError listing the
+validateInputs messages) and returns the output workspace (a tuple when the
+algorithm has several outputs). Only algorithms subscribed through
+``AlgorithmFactory.subscribe`` exist here.
+"""
+from __future__ import annotations
+
+from mantid._strict import not_modelled
+from mantid.api import (AlgorithmFactory, AnalysisDataService, WorkspaceProperty,  # noqa: F401
+                        mtd)
+from mantid.kernel import Direction
+
+
+def _make_function(name, cls):
+    def run(*args, **kwargs):
+        if args:
+            raise NotImplementedError("mantid stand-in: pass properties by keyword "
+                                      f"({name}(InputFile=..., OutputWorkspace=...))")
+        alg = cls()
+        alg.initialize()
+        for key, value in kwargs.items():
+            if not alg.existsProperty(key):
+                raise ValueError(f'Unknown property "{key}" for {name}-v{alg.version()}')
+            try:
+                alg.setProperty(key, value)
+            except ValueError as exc:
+                raise ValueError(f'Problem setting "{key}" in {name}-v{alg.version()}: '
+                                 f"{exc}") from None
+        outputs = [p for p in alg.getProperties()
+                   if isinstance(p, WorkspaceProperty) and p.direction == Direction.Output]
+        for p in outputs:
+            if p.name not in kwargs:
+                raise NotImplementedError(
+                    f"mantid stand-in: give {p.name} explicitly (real Mantid can take it "
+                    "from the variable being assigned; the stand-in does not)")
+        alg.execute()
+        results = [AnalysisDataService.retrieve(p.valueAsStr) for p in outputs
+                   if p.valueAsStr and AnalysisDataService.doesExist(p.valueAsStr)]
+        if not results:
+            return None
+        return results[0] if len(results) == 1 else tuple(results)
+
+    run.__name__ = name
+    run.__doc__ = f"Run the {name} algorithm (mantid stand-in)."
+    return run
+
+
+def __getattr__(name):
+    cls = AlgorithmFactory._get(name)
+    if cls is None:
+        not_modelled("mantid.simpleapi", name)
+    return _make_function(name, cls)
+
+
+def CloneWorkspace(InputWorkspace, OutputWorkspace):
+    """Copy a MatrixWorkspace (data, axes, flags, labels, logs) under a new name."""
+    import copy
+
+    from mantid.api import MatrixWorkspace
+    ws = InputWorkspace
+    if isinstance(ws, str):
+        ws = AnalysisDataService.retrieve(ws)
+    if not isinstance(ws, MatrixWorkspace):
+        raise NotImplementedError("mantid stand-in: CloneWorkspace is modelled for "
+                                  "MatrixWorkspaces only")
+    clone = copy.deepcopy(ws)
+    clone._axes[0]._ws = clone
+    clone._name = ""
+    AnalysisDataService.addOrReplace(OutputWorkspace, clone)
+    return clone

@@ -1,0 +1,124 @@
+"""insnet_core.live: cache keys, hits and misses, exact chunk bins, the post-processing script."""
+import runpy
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insnet_core import InputError
+from insnet_core.live import LiveOverlay, PredictionCache, files_hash
+from mantid_helpers import axis_values, make_workspace, x_of
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "live" / "insnet_live_postprocess.py"
+
+
+@pytest.fixture(scope="module")
+def sif4(example_dir):
+    return example_dir / "mp-1818-20180417"
+
+
+@pytest.fixture(scope="module")
+def overlay(sif4):
+    return LiveOverlay(sif4 / "POSCAR-unitcell", force_constants=sif4, instrument="SEQUOIA",
+                       ei=100.0, temperature=5.0, cache=PredictionCache())
+
+
+def test_files_hash_follows_file_content(tmp_path, sif4):
+    copy = tmp_path / "fc"
+    shutil.copytree(sif4, copy)
+    before = files_hash(copy)
+    assert before == files_hash(copy / "FORCE_SETS") == files_hash(sif4)
+    with open(copy / "BORN", "a") as fh:
+        fh.write("\n")
+    assert files_hash(copy) != before
+
+
+def test_first_call_misses_then_hits_with_exact_chunk_edges(overlay):
+    e = np.linspace(-20.0, 80.0, 301)
+    q = np.linspace(0.0, 6.0, 301)
+    first = overlay.overlay_for((e, q, "meV"))
+    assert overlay.last_was_hit is False
+    again = overlay.overlay_for((e, q, "meV"))
+    assert overlay.last_was_hit is True
+    assert np.array_equal(again.energy_edges, e) and np.array_equal(again.q_edges, q)
+    assert np.array_equal(first.values, again.values, equal_nan=True)
+    # the fast path gives what Spectrum.rebin gives
+    fine = overlay.fine_prediction(e, q)
+    ref = fine.rebin(energy_edges=e, q_edges=q)
+    assert np.allclose(again.values, ref.values, rtol=1e-12, atol=0, equal_nan=True)
+    assert np.array_equal(np.isnan(again.values), np.isnan(ref.values))
+    # another binning inside the cached range: still a hit
+    coarse = overlay.overlay_for((np.linspace(0.0, 60.0, 31), np.linspace(1.0, 5.0, 9), "meV"))
+    assert overlay.last_was_hit is True and coarse.shape == (8, 30)
+
+
+def test_integral_conserved_on_a_fully_measurable_region(overlay):
+    fine = overlay.fine_prediction(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    # a region SEQUOIA sees completely at Ei = 100 meV
+    e = np.linspace(10.0, 40.0, 31)
+    q = np.linspace(4.0, 6.0, 11)
+    chunk = overlay.overlay_for((e, q, "meV"))
+    assert np.all(np.isfinite(chunk.values))
+    sub = fine.rebin(energy_edges=e, q_edges=q)
+    assert chunk.integral() == pytest.approx(sub.integral(), rel=1e-12)
+
+
+def test_chunk_outside_cached_range_recomputes(overlay):
+    overlay.overlay_for((np.linspace(0.0, 50.0, 11), np.linspace(0.0, 5.0, 11), "meV"))
+    overlay.overlay_for((np.linspace(0.0, 50.0, 11), np.linspace(0.0, 12.0, 11), "meV"))
+    assert overlay.last_was_hit is False
+    with pytest.raises(InputError, match="incident energy"):
+        overlay.overlay_for((np.linspace(0.0, 100.0, 11), None, "meV"))
+
+
+def test_1d_chunk_from_a_map_is_q_averaged(overlay):
+    spec = overlay.overlay_for((np.linspace(0.0, 50.0, 26), None, "meV"))
+    assert not spec.is_map and spec.labels == ["|Q|-averaged"]
+
+
+def test_cache_key_depends_on_settings_and_lru_evicts(sif4):
+    cache = PredictionCache(max_entries=1)
+    a = LiveOverlay(sif4 / "POSCAR-unitcell", force_constants=sif4, instrument="Ideal2D",
+                    temperature=5.0, cache=cache)
+    b = LiveOverlay(sif4 / "POSCAR-unitcell", force_constants=sif4, instrument="Ideal2D",
+                    temperature=300.0, cache=cache)
+    chunk = (np.linspace(0.0, 100.0, 51), np.linspace(0.0, 10.0, 21), "meV")
+    hot, cold = b.overlay_for(chunk), a.overlay_for(chunk)
+    assert not np.allclose(hot.values, cold.values)
+    assert len(cache) == 1 and cache.misses == 2
+    a2 = LiveOverlay(sif4 / "POSCAR-unitcell", force_constants=sif4, instrument="Ideal2D",
+                     temperature=5.0, cache=cache)
+    a2.overlay_for(chunk)
+    assert a2.last_was_hit is True          # same settings, another overlay object: shared
+
+
+def test_bad_settings_fail_at_once(sif4):
+    with pytest.raises(InputError, match="ei"):
+        LiveOverlay(sif4 / "POSCAR-unitcell", force_constants=sif4, instrument="SEQUOIA")
+
+
+def test_postprocessing_script_writes_prediction_next_to_data(sif4, monkeypatch):
+    from mantid.api import AnalysisDataService
+    AnalysisDataService.clear()
+    monkeypatch.setenv("INSNET_LIVE_STRUCTURE", str(sif4 / "POSCAR-unitcell"))
+    monkeypatch.setenv("INSNET_LIVE_FORCE_CONSTANTS", str(sif4 / "FORCE_SETS"))
+    monkeypatch.setenv("INSNET_LIVE_INSTRUMENT", "SEQUOIA")
+    monkeypatch.setenv("INSNET_LIVE_SCALE", "integral")
+    monkeypatch.delenv("INSNET_LIVE_EI", raising=False)
+    x = np.arange(-30.0, 70.5, 0.5)
+    q = np.arange(0.0, 6.05, 0.05)
+    data = make_workspace(x, q.size - 1, vertical=q, name="live_acc", logs={"Ei": 80.0})
+    try:
+        for update in range(2):
+            runpy.run_path(str(SCRIPT), init_globals={"input": data, "output": "live"})
+            assert AnalysisDataService.doesExist("live")
+            pred = AnalysisDataService.retrieve("live_insnet")
+            assert np.array_equal(x_of(pred), x) and np.array_equal(axis_values(pred, 1), q)
+            assert pred.getRun().getProperty("insnet_cache_hit").value == update
+            assert pred.getRun().getProperty("Ei").value == 80.0
+            assert pred.getRun().getProperty("insnet_scale_factor").value > 0
+        copy = AnalysisDataService.retrieve("live")
+        assert np.array_equal(np.array(copy.readY(10)), np.array(data.readY(10)))
+    finally:
+        AnalysisDataService.clear()
