@@ -272,10 +272,17 @@ def broadening_matrix(grid_energies, fwhm, edges):
 
 
 def _window_half_width(ingredients, edges, fwhm_max, temperature):
-    """Grid half-width (bins) covering the output energies and the DOS."""
+    """Grid half-width (bins) the orders need to cover the output energies.
+
+    At T = 0 every order lives at E > 0, so orders are exact up to the output's
+    reach however far the DOS extends; at T > 0 the window also covers the DOS
+    so energy-gain and loss terms combine correctly.
+    """
     reach = max(abs(edges[0]), abs(edges[-1])) + 6.0 * fwhm_max + 2 * ingredients.bin_width
-    dos_top = ingredients.dos.shape[1] - 1
-    return max(int(np.ceil(reach / ingredients.bin_width)), dos_top)
+    half = int(np.ceil(reach / ingredients.bin_width))
+    if temperature > 0:
+        half = max(half, ingredients.dos.shape[1] - 1)
+    return half
 
 
 def _gauss_legendre_q(q_edges, points=3):
@@ -287,8 +294,11 @@ def _gauss_legendre_q(q_edges, points=3):
 
 
 def _stick_orders(ingredients, temperature, orders, half, include_elastic):
-    t1 = one_phonon_function(ingredients, temperature, half)
-    msd = t1.sum(axis=1)
+    full = max(half, ingredients.dos.shape[1] - 1)
+    t1 = one_phonon_function(ingredients, temperature, full)
+    msd = t1.sum(axis=1)  # Debye-Waller exponent from the whole DOS
+    if full > half:       # T = 0: nothing below zero, orders only needed up to the window
+        t1 = t1[:, full - half:full + half + 1]
     stack = phonon_orders(t1, orders)
     if include_elastic:
         elastic = np.zeros_like(t1)
