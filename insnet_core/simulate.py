@@ -134,7 +134,9 @@ def simulate_ingredients(ingredients, settings, metadata=None):
 
         def make(values, what):
             values = np.where(mask, np.nan, values)
-            return Spectrum(energy_edges=edges, values=values, q_edges=settings.q_edges,
+            errors = np.where(mask, np.nan, 0.0)  # unmeasurable bins: NaN, as Mantid's SofQW
+            return Spectrum(energy_edges=edges, values=values, errors=errors,
+                            q_edges=settings.q_edges,
                             y_label=Y_LABEL, display_energy_unit=inst.display_energy_unit,
                             metadata={**meta, "contribution": what})
     else:

@@ -42,7 +42,7 @@ def check_edges(edges, name):
     name : str
         Used in the error message (e.g. ``"energy bin edges"``).
     """
-    arr = np.asarray(edges, dtype=float)
+    arr = np.array(edges, dtype=float, copy=True)  # never share the caller's array
     if arr.ndim != 1 or arr.size < 2:
         raise InputError(f"{name}: need at least two bin edges, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
