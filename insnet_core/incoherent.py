@@ -308,6 +308,25 @@ def _stick_orders(ingredients, temperature, orders, half, include_elastic):
     return stack, msd, first
 
 
+def _prepare(ing, energy_edges, fwhm_func, temperature, orders, include_elastic):
+    """Orders on the grid and the resolution kernel onto the output bins.
+
+    Returns ``(stack, msd, first_order, grid, rows, kernel)``: only grid points
+    ``grid[rows]`` within 6 FWHM of the output range enter ``kernel``.
+    """
+    t = check_temperature(temperature)
+    orders = check_orders(orders)
+    probe = np.linspace(energy_edges[0], energy_edges[-1], 64)
+    half = _window_half_width(ing, energy_edges, float(np.max(fwhm_func(probe))), t)
+    stack, msd, first = _stick_orders(ing, t, orders, half, include_elastic)
+    grid = (np.arange(2 * half + 1) - half) * ing.bin_width
+    fwhm = np.asarray(fwhm_func(grid), dtype=float)
+    reach = 6.0 * fwhm
+    rows = np.nonzero((grid + reach >= energy_edges[0]) & (grid - reach <= energy_edges[-1]))[0]
+    kern = broadening_matrix(grid[rows], fwhm[rows], energy_edges)
+    return stack, msd, first, grid, rows, kern
+
+
 def _partition(ingredients, by):
     """Keys and group indices of the requested split: per group or per element."""
     if by == "group":
@@ -347,18 +366,9 @@ def compute_map(ingredients, q_edges, energy_edges, fwhm_func, temperature=0.0, 
     dict
         ``{(group_index or element, order): ndarray (n_q, n_e)}`` in barn/sr/meV per cell.
     """
-    t = check_temperature(temperature)
-    orders = check_orders(orders)
     ing = ingredients
-    probe = np.linspace(energy_edges[0], energy_edges[-1], 64)
-    half = _window_half_width(ing, energy_edges, float(np.max(fwhm_func(probe))), t)
-    stack, msd, first = _stick_orders(ing, t, orders, half, include_elastic)
-    grid = (np.arange(2 * half + 1) - half) * ing.bin_width
-    # only grid points that can reach the output bins matter
-    fwhm = np.asarray(fwhm_func(grid), dtype=float)
-    reach = 6.0 * fwhm
-    rows = np.nonzero((grid + reach >= energy_edges[0]) & (grid - reach <= energy_edges[-1]))[0]
-    kern = broadening_matrix(grid[rows], fwhm[rows], energy_edges)
+    stack, msd, first, grid, rows, kern = _prepare(ing, energy_edges, fwhm_func, temperature,
+                                                   orders, include_elastic)
     nodes, weights = _gauss_legendre_q(q_edges)
     q2 = nodes ** 2
     pref = ing.cross_sections * ing.n_atoms / (4 * np.pi)
@@ -391,17 +401,9 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
     dict
         ``{(group_index or element, order): ndarray (n_e,)}`` in barn/sr/meV per cell.
     """
-    t = check_temperature(temperature)
-    orders = check_orders(orders)
     ing = ingredients
-    probe = np.linspace(energy_edges[0], energy_edges[-1], 64)
-    half = _window_half_width(ing, energy_edges, float(np.max(fwhm_func(probe))), t)
-    stack, msd, first = _stick_orders(ing, t, orders, half, include_elastic)
-    grid = (np.arange(2 * half + 1) - half) * ing.bin_width
-    fwhm = np.asarray(fwhm_func(grid), dtype=float)
-    reach = 6.0 * fwhm
-    rows = np.nonzero((grid + reach >= energy_edges[0]) & (grid - reach <= energy_edges[-1]))[0]
-    kern = broadening_matrix(grid[rows], fwhm[rows], energy_edges)
+    stack, msd, first, grid, rows, kern = _prepare(ing, energy_edges, fwhm_func, temperature,
+                                                   orders, include_elastic)
     q = np.asarray(q_of_energy(grid[rows]), dtype=float)
     valid = np.isfinite(q)
     q2 = np.where(valid, q, 0.0) ** 2
