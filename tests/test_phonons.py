@@ -266,3 +266,28 @@ def test_load_phonopy_leaves_good_folder_unchanged(tmp_path):
     phonon = load_phonopy(folder)
     assert phonon.force_constants is not None
     assert _snapshot(folder) == before
+
+
+def test_phonopy_yaml_and_force_constants_give_same_modes(tmp_path, example_dir):
+    """The yaml routes (forces inside, or FORCE_CONSTANTS beside) equal the phonondb folder."""
+    from phonopy.file_IO import write_FORCE_CONSTANTS
+
+    from insnet_core.phonons import load_phonopy, run_mesh
+
+    folder = example_dir / "mp-2667-20180417"
+    ref = load_phonopy(folder)
+    mesh = (6, 6, 6)
+    ref_modes = run_mesh(ref, mesh=mesh)
+    with_forces = tmp_path / "params"
+    with_forces.mkdir()
+    ref.save(str(with_forces / "phonopy_params.yaml"))
+    fc_only = tmp_path / "fc"
+    fc_only.mkdir()
+    ref.save(str(fc_only / "phonopy.yaml"), settings={"force_sets": False,
+                                                       "force_constants": False})
+    write_FORCE_CONSTANTS(ref.force_constants, filename=str(fc_only / "FORCE_CONSTANTS"),
+                          p2s_map=ref.primitive.p2s_map if ref.force_constants.shape[0]
+                          != ref.force_constants.shape[1] else None)
+    for source in (with_forces / "phonopy_params.yaml", fc_only):
+        modes = run_mesh(load_phonopy(source), mesh=mesh)
+        np.testing.assert_allclose(modes.energies, ref_modes.energies, atol=2e-3)
