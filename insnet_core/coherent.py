@@ -348,7 +348,7 @@ def coherent_powder_map(phonon, q_edges, energy_edges, temperature=0.0, fwhm=1.5
         _deposit(sticks, start, step, energies, weight * (n + 1))
         if t > 0:
             _deposit(sticks, start, step, -energies, weight * n)
-        values[i] = sticks @ kern
+        values[i] = kern.T @ sticks
 
     import euphonic
     metadata = {

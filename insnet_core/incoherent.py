@@ -259,16 +259,40 @@ def phonon_orders(t1, orders):
     return out
 
 
-def broadening_matrix(grid_energies, fwhm, edges):
-    """Gaussian resolution as a (n_grid, n_bins) matrix of densities per meV.
+def broadening_matrix(grid_energies, fwhm, edges, cutoff=8.0):
+    """Gaussian resolution as a sparse (n_grid, n_bins) matrix of densities per meV.
 
     Row i is a unit-weight Gaussian centred on ``grid_energies[i]`` with FWHM
     ``fwhm[i]``, integrated over each output bin and divided by its width.
+    Only bins within ``cutoff`` standard deviations of the centre are filled
+    (the weight beyond 8 sigma is below 1e-15).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
     """
+    from scipy import sparse
+
+    grid_energies = np.asarray(grid_energies, dtype=float)
     sigma = np.maximum(np.asarray(fwhm, dtype=float), 1e-9) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    z = (edges[None, :] - grid_energies[:, None]) / (np.sqrt(2.0) * sigma[:, None])
-    cdf = 0.5 * erf(z)
-    return np.diff(cdf, axis=1) / np.diff(edges)[None, :]
+    n_edges = edges.size
+    lo = np.clip(np.searchsorted(edges, grid_energies - cutoff * sigma) - 1, 0, n_edges - 1)
+    hi = np.clip(np.searchsorted(edges, grid_energies + cutoff * sigma), 0, n_edges - 1)
+    counts = hi - lo + 1                                   # edges touched by each row
+    starts = np.cumsum(counts) - counts
+    row = np.repeat(np.arange(grid_energies.size), counts)
+    edge = np.repeat(lo, counts) + (np.arange(counts.sum()) - np.repeat(starts, counts))
+    cdf = 0.5 * erf((edges[edge] - grid_energies[row]) / (np.sqrt(2.0) * sigma[row]))
+    same_row = row[1:] == row[:-1]
+    cols = edge[:-1][same_row]
+    data = np.diff(cdf)[same_row] / np.diff(edges)[cols]
+    return sparse.csr_matrix((data, (row[:-1][same_row], cols)),
+                             shape=(grid_energies.size, n_edges - 1))
+
+
+def _times(values, kernel):
+    """``values @ kernel`` for dense 1D/2D ``values`` and a sparse kernel, as a dense array."""
+    return np.asarray((kernel.T @ np.asarray(values).T).T)
 
 
 def _window_half_width(ingredients, edges, fwhm_max, temperature):
@@ -378,7 +402,7 @@ def compute_map(ingredients, q_edges, energy_edges, fwhm_func, temperature=0.0, 
     out = {}
     for k, arr in enumerate(stack):
         n = k + first
-        broadened = pref[:, None] * (arr[:, rows] @ kern)            # (n_groups, n_e)
+        broadened = pref[:, None] * _times(arr[:, rows], kern)       # (n_groups, n_e)
         qfac = (dw * q2[None] ** n) @ weights / factorial(n)         # (n_groups, n_q)
         for key, members in parts:
             out[(key, n)] = qfac[members].T @ broadened[members]    # (n_q, n_e)
@@ -415,5 +439,5 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
         n = k + first
         sticks = pref[:, None] * arr[:, rows] * dw * (q2 ** n / factorial(n))[None, :]
         for key, members in parts:
-            out[(key, n)] = sticks[members].sum(axis=0) @ kern
+            out[(key, n)] = _times(sticks[members].sum(axis=0), kern)
     return out
