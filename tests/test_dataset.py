@@ -201,3 +201,17 @@ def test_bad_source_and_options(tmp_path, source):
         build(tmp_path, tmp_path / "db", workers=0, progress=False)
     with pytest.raises(InputError, match="not in index.csv"):
         build(source, tmp_path / "db2", workers=0, only=["mp-1"], progress=False)
+
+
+def test_build_through_an_existing_scheduler(source, reference_db, tmp_path):
+    """--scheduler: the same records when tasks go to a cluster the user already runs."""
+    from dask.distributed import LocalCluster
+
+    only = ["mp-2667", "mp-900001", "mp-661"]
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster:
+        counts = build(source, tmp_path / "db", scheduler=cluster.scheduler_address,
+                       only=only, config=FAST, progress=False)
+    assert counts["computed"] == 3 and counts["failed"] == 1
+    ref = _records(Database(reference_db))
+    _same(_records(Database(tmp_path / "db")), {m: ref[m] for m in only})

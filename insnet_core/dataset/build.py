@@ -147,7 +147,7 @@ def _make_client(workers, scheduler):
         os.environ.setdefault(var, "1")
     from dask.distributed import Client, LocalCluster
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=40)
+                           dashboard_address=":0", silence_logs=40)
     return Client(cluster), cluster
 
 
@@ -220,8 +220,9 @@ def build(source, out, workers=2, scheduler=None, limit=None, only=None, resume=
     finally:
         if bar is not None:
             bar.close()
-        if cluster is not None:
+        if not isinstance(client, _SerialExecutor):
             client.close()
+        if cluster is not None:
             cluster.close()
     return counts
 
