@@ -321,6 +321,10 @@ def _check_force_sets(force_sets, unitcell, supercell):
 def mesh_for_spacing(lattice, spacing=DEFAULT_MESH_SPACING):
     """Smallest Gamma-centred mesh with point spacing below ``spacing``.
 
+    Reciprocal vectors of equal length (as in the primitive cells of centred
+    lattices) get equal mesh numbers, the larger of the two, so the mesh keeps
+    the crystal's point-group symmetry and its irreducible wedge stays small.
+
     Parameters
     ----------
     lattice : ndarray (3, 3)
@@ -335,7 +339,23 @@ def mesh_for_spacing(lattice, spacing=DEFAULT_MESH_SPACING):
     """
     recip = 2 * np.pi * np.linalg.inv(lattice).T
     lengths = np.linalg.norm(recip, axis=1)
-    return tuple(int(max(1, np.floor(length / spacing) + 1)) for length in lengths)
+    mesh = [int(max(1, np.floor(length / spacing) + 1)) for length in lengths]
+    for i in range(3):
+        for j in range(3):
+            if abs(lengths[i] - lengths[j]) <= 1e-3 * max(lengths[i], lengths[j]):
+                mesh[i] = max(mesh[i], mesh[j])
+    return tuple(mesh)
+
+
+def _init_symmetric_mesh(phonon, mesh, symmetry):
+    """Set up phonopy's mesh; False when phonopy had to drop point-group symmetry."""
+    buf = io.StringIO()
+    with redirect_stdout(buf), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        phonon.init_mesh(list(mesh), with_eigenvectors=True, is_gamma_center=True,
+                         is_mesh_symmetry=symmetry, use_iter_mesh=True)
+    return not any("incompatible with the primitive-cell point group" in str(w.message)
+                   for w in caught)
 
 
 def run_mesh(phonon, mesh=None, spacing=DEFAULT_MESH_SPACING, symmetry=True):
@@ -363,8 +383,12 @@ def run_mesh(phonon, mesh=None, spacing=DEFAULT_MESH_SPACING, symmetry=True):
         mesh = mesh_for_spacing(lattice, spacing)
     n_atoms = len(prim.symbols)
     n_modes = 3 * n_atoms
-    _quiet(phonon.run_mesh, list(mesh), with_eigenvectors=False, is_gamma_center=True,
-           is_mesh_symmetry=symmetry)
+    # the irreducible q-points and weights, without diagonalising anything yet
+    if not _init_symmetric_mesh(phonon, mesh, symmetry):
+        # the primitive cells of body- and face-centred lattices keep their point group
+        # only on meshes with equal numbers along all three axes
+        mesh = (max(mesh),) * 3
+        _init_symmetric_mesh(phonon, mesh, symmetry)
     result = phonon.mesh
     qpoints = np.asarray(result.qpoints, dtype=float)
     # Eigenvectors are needed only as atom projections: compute them in batches of
