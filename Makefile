@@ -26,6 +26,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_live.py
+	$(PY) bench/bench_dataset.py
 
 clean:
 	rm -rf $(VENV) out
