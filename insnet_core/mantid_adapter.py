@@ -20,7 +20,8 @@ import numbers
 import numpy as np
 
 from insnet_core import InputError
-from insnet_core.units import MEV_PER_CM1
+from insnet_core.spectrum import edges_from_centres
+from insnet_core.units import energy_to_meV
 
 __all__ = ["spectrum_to_workspace", "binning_from_workspace", "ENERGY_UNITS"]
 
@@ -45,8 +46,7 @@ def _centres_to_edges(centres, what, where):
     if c.size < 2:
         raise InputError(f"{where}: the {what} axis has a single point value; cannot make bin "
                          "edges from it")
-    mid = 0.5 * (c[1:] + c[:-1])
-    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+    return edges_from_centres(c)
 
 
 def _ascending(values, what, where):
@@ -122,7 +122,7 @@ def binning_from_workspace(ws):
                              "rebin to common bins first (e.g. Rebin)")
     x = _ascending(x, "energy", where)
     edges = x if ws.isHistogramData() else _centres_to_edges(x, "energy", where)
-    energy_edges = edges * MEV_PER_CM1 if unit == "cm-1" else edges.copy()
+    energy_edges = energy_to_meV(edges, unit)
 
     vertical = ws.getAxis(1)
     kind = _vertical_kind(vertical)
@@ -162,10 +162,6 @@ def _log_value(value):
         return json.dumps(value, default=str)
     except (TypeError, ValueError):
         return str(value)
-
-
-def _display_y_label(y_label, unit):
-    return y_label.replace("meV", "cm^-1") if unit == "cm-1" else y_label
 
 
 def _template_axes(spectrum, like):
@@ -220,12 +216,9 @@ def spectrum_to_workspace(spectrum, name=None, like=None, title=None):
     vertical = None
     if like is not None:
         x, xunit, unit, vertical = _template_axes(spectrum, like)
-    else:
-        xunit = "DeltaE_inWavenumber" if unit == "cm-1" else "DeltaE"
-        x = spectrum.energy_edges / MEV_PER_CM1 if unit == "cm-1" else spectrum.energy_edges
-    scale = MEV_PER_CM1 if unit == "cm-1" else 1.0
-    values = spectrum.values * scale
-    errors = spectrum.errors * scale
+    shown_x, values, errors, y_label = spectrum.in_unit(unit)
+    if like is None:
+        x, xunit = shown_x, ("DeltaE_inWavenumber" if unit == "cm-1" else "DeltaE")
     n_rows, n_e = values.shape
     ws = WorkspaceFactory.create("Workspace2D", NVectors=n_rows, XLength=int(np.size(x)),
                                  YLength=n_e)
@@ -248,7 +241,7 @@ def spectrum_to_workspace(spectrum, name=None, like=None, title=None):
             axis.setLabel(i, str(label))
     ws.replaceAxis(1, axis)
     ws.setDistribution(True)
-    ws.setYUnitLabel(_display_y_label(spectrum.y_label, unit))
+    ws.setYUnitLabel(y_label)
     meta = spectrum.metadata
     if title is None:
         title = " ".join(str(meta[k]) for k in ("formula", "instrument", "contribution")

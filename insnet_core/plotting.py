@@ -23,7 +23,6 @@ from matplotlib.figure import Figure
 from insnet_core import InputError
 from insnet_core.io import atomic_output
 from insnet_core.spectrum import Spectrum
-from insnet_core.units import MEV_PER_CM1
 
 __all__ = ["plot_spectrum", "make_figure", "default_title"]
 
@@ -72,11 +71,8 @@ def default_title(spectrum):
 
 
 def _display(spectrum):
-    unit = spectrum.display_energy_unit
-    if unit == "cm-1":
-        return (spectrum.energy_edges / MEV_PER_CM1, spectrum.values * MEV_PER_CM1,
-                spectrum.y_label.replace("meV", "cm$^{-1}$"))
-    return spectrum.energy_edges, spectrum.values, spectrum.y_label
+    edges, values, _, y_label = spectrum.in_unit()
+    return edges, values, y_label.replace("cm^-1", "cm$^{-1}$")
 
 
 def make_figure(spectrum, title=None):

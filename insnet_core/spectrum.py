@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from insnet_core import InputError
-from insnet_core.units import normalise_energy_unit
+from insnet_core.units import MEV_PER_CM1, normalise_energy_unit
 
-__all__ = ["Spectrum", "rebin_1d_matrix", "check_edges"]
+__all__ = ["Spectrum", "rebin_1d_matrix", "check_edges", "densities_in_meV",
+           "edges_from_centres"]
 
 
 def check_edges(edges, name):
@@ -53,6 +54,27 @@ def check_edges(edges, name):
             f"{name}: bin edges must be strictly ascending (edge {bad} = {arr[bad]:g} "
             f"is followed by {arr[bad + 1]:g})")
     return arr
+
+
+def edges_from_centres(centres):
+    """Bin edges half-way between point values, the outer edges mirrored (as Mantid's
+    ConvertToHistogram does). ``centres``: shape (n,), n >= 2; returns shape (n+1,)."""
+    c = np.asarray(centres, dtype=float)
+    mid = 0.5 * (c[1:] + c[:-1])
+    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+def densities_in_meV(energy_edges, values, errors, unit):
+    """Inverse of :meth:`Spectrum.in_unit`: edges and densities given in ``unit`` -> meV.
+
+    Returns
+    -------
+    tuple
+        ``(energy_edges_meV, values_per_meV, errors_per_meV)``; unchanged for meV.
+    """
+    if normalise_energy_unit(unit) == "cm-1":
+        return (energy_edges * MEV_PER_CM1, values / MEV_PER_CM1, errors / MEV_PER_CM1)
+    return energy_edges, values, errors
 
 
 def rebin_1d_matrix(old_edges, new_edges):
@@ -199,6 +221,29 @@ class Spectrum:
     @property
     def shape(self):
         return self.values.shape
+
+    def in_unit(self, unit=None):
+        """Energy axis and densities expressed in ``unit`` (for writers and plots).
+
+        Parameters
+        ----------
+        unit : {'meV', 'cm-1'}, optional
+            Default: ``display_energy_unit``.
+
+        Returns
+        -------
+        tuple
+            ``(energy_edges, values, errors, y_label)``: edges in ``unit``,
+            values and errors as densities per ``unit`` (per cm^-1 = per meV
+            times meV per cm^-1), the y label with its energy unit replaced.
+        """
+        unit = normalise_energy_unit(unit or self.display_energy_unit)
+        if unit not in ("meV", "cm-1"):
+            raise InputError(f"spectra are shown in meV or cm-1, not {unit}")
+        if unit == "cm-1":
+            return (self.energy_edges / MEV_PER_CM1, self.values * MEV_PER_CM1,
+                    self.errors * MEV_PER_CM1, self.y_label.replace("meV", "cm^-1"))
+        return self.energy_edges, self.values, self.errors, self.y_label
 
     # ------------------------------------------------------------ operations
     def integral(self, ignore_nan=True):

@@ -18,10 +18,25 @@ from pathlib import Path
 from insnet_core import InputError
 
 __all__ = [
-    "atomic_output",
+    "atomic_output", "json_default",
     "save_nexus_processed", "load_nexus_processed", "read_binning",
     "save_csv", "load_csv",
 ]
+
+
+def json_default(obj):
+    """``json.dumps`` fallback for metadata: arrays, numpy scalars, sets, paths; else str."""
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return str(obj)
 
 
 @contextlib.contextmanager

@@ -42,9 +42,9 @@ import h5py
 import numpy as np
 
 from insnet_core import InputError, __version__
-from insnet_core.io import atomic_output
-from insnet_core.spectrum import Spectrum
-from insnet_core.units import MEV_PER_CM1, normalise_energy_unit
+from insnet_core.io import atomic_output, json_default
+from insnet_core.spectrum import Spectrum, densities_in_meV, edges_from_centres
+from insnet_core.units import normalise_energy_unit
 
 __all__ = ["save_nexus_processed", "load_nexus_processed", "read_binning", "JSON_LOG_NAME"]
 
@@ -141,25 +141,6 @@ def _group(parent, name, nx_class, version=None):
     if version is not None:
         _attr_int(grp, "version", version)
     return grp
-
-
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    return str(obj)
-
-
-def _display_y_label(y_label, unit):
-    """The y label as shown for values converted to per-``unit`` densities."""
-    if unit == "cm-1":
-        return y_label.replace("meV", "cm^-1")
-    return y_label
 
 
 def _log_name(key, used):
@@ -270,14 +251,8 @@ def save_nexus_processed(spectrum, path, workspace_name="insnet", title=None):
         meta_title = spectrum.metadata.get("title")
         title = meta_title if isinstance(meta_title, str) and meta_title else workspace_name
     unit = spectrum.display_energy_unit
-    if unit == "cm-1":
-        x_edges = spectrum.energy_edges / MEV_PER_CM1
-        x_unit = "DeltaE_inWavenumber"
-        scale = MEV_PER_CM1  # a density per meV times meV-per-cm^-1 is a density per cm^-1
-    else:
-        x_edges = spectrum.energy_edges
-        x_unit = "DeltaE"
-        scale = 1.0
+    x_unit = "DeltaE_inWavenumber" if unit == "cm-1" else "DeltaE"
+    x_edges, shown_values, shown_errors, shown_label = spectrum.in_unit()
     payload = {
         "format": _JSON_FORMAT, "version": _JSON_VERSION,
         "y_label": spectrum.y_label,
@@ -290,7 +265,7 @@ def save_nexus_processed(spectrum, path, workspace_name="insnet", title=None):
         # exact edges so that our own files read back to the last digit.
         payload["energy_edges_meV"] = spectrum.energy_edges.tolist()
     try:
-        payload_text = json.dumps(payload, default=_json_default, allow_nan=True)
+        payload_text = json.dumps(payload, default=json_default, allow_nan=True)
     except (TypeError, ValueError) as exc:
         raise InputError(f"spectrum metadata cannot be stored: {exc}") from exc
 
@@ -321,12 +296,12 @@ def save_nexus_processed(spectrum, path, workspace_name="insnet", title=None):
             _write_sample(entry, spectrum)
 
             ws = _group(entry, "workspace", "NXdata")
-            values = _data_num(ws, "values", spectrum.values * scale, np.float64, compress=True)
+            values = _data_num(ws, "values", shown_values, np.float64, compress=True)
             _attr_int(values, "signal", 1)
             _attr_str(values, "axes", "axis2,axis1")
             _attr_str(values, "units", "")
-            _attr_str(values, "unit_label", _display_y_label(spectrum.y_label, unit))
-            _data_num(ws, "errors", spectrum.errors * scale, np.float64, compress=True)
+            _attr_str(values, "unit_label", shown_label)
+            _data_num(ws, "errors", shown_errors, np.float64, compress=True)
             axis1 = _data_num(ws, "axis1", x_edges, np.float64)
             _attr_str(axis1, "distribution", "1", nul=True)
             _attr_str(axis1, "units", x_unit)
@@ -416,12 +391,6 @@ def _classify_axis(ds):
     return "other", units, desc
 
 
-def _centres_to_edges(centres):
-    c = np.asarray(centres, dtype=float)
-    mid = 0.5 * (c[1:] + c[:-1])
-    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
-
-
 def _ascending(edges):
     d = np.diff(edges)
     return bool(np.all(d > 0))
@@ -462,7 +431,7 @@ def _axis_edges(values, n_bins, what, is_label_vertical, notes, path):
                   "boundaries (ConvertMDHistoToMatrixWorkspace convention)")
         return np.append(v, v[-1] + steps[0]), order
     notes.add(f"{what} axis had one value per bin (centres): edges made from midpoints")
-    return _centres_to_edges(v), order
+    return edges_from_centres(v), order
 
 
 def _read_logs(entry):
@@ -705,8 +674,7 @@ def _read_workspace2d(entry, path):
         notes.add("energy axis label gives no unit: meV assumed")
     payload = _own_payload(entry)
     if e_unit == "cm-1":
-        e_edges = e_edges * MEV_PER_CM1
-        values, errors = values / MEV_PER_CM1, errors / MEV_PER_CM1
+        e_edges, values, errors = densities_in_meV(e_edges, values, errors, "cm-1")
         notes.add("energy converted from cm^-1 to meV, values to per-meV densities")
         exact = payload.get("energy_edges_meV") if payload else None
         if exact is not None and len(exact) == e_edges.size:
@@ -793,8 +761,7 @@ def _read_nxspe(entry, path):
                                  path)
     values, errors = values[:, order], errors[:, order]
     if unit == "cm-1":
-        e_edges = e_edges * MEV_PER_CM1
-        values, errors = values / MEV_PER_CM1, errors / MEV_PER_CM1
+        e_edges, values, errors = densities_in_meV(e_edges, values, errors, "cm-1")
         notes.add("energy converted from cm^-1 to meV, values to per-meV densities")
     n = values.shape[0]
     polar = np.asarray(data["polar"][()], dtype=float).reshape(-1) if "polar" in data else None

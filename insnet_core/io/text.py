@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from insnet_core import InputError
-from insnet_core.io import atomic_output
-from insnet_core.spectrum import Spectrum
-from insnet_core.units import MEV_PER_CM1
+from insnet_core.io import atomic_output, json_default
+from insnet_core.spectrum import Spectrum, densities_in_meV
 
 __all__ = ["save_csv", "load_csv"]
 
@@ -38,18 +37,8 @@ _MAGIC = "# insnet spectrum (CSV)"
 _MAP_COLUMNS = ["q_low", "q_high", "energy_low", "energy_high", "value", "error"]
 
 
-def _json_default(obj):
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return str(obj)
-
-
 def _dump(value):
-    return json.dumps(value, default=_json_default, allow_nan=True, ensure_ascii=False)
+    return json.dumps(value, default=json_default, allow_nan=True, ensure_ascii=False)
 
 
 def save_csv(spectrum, path):
@@ -68,16 +57,7 @@ def save_csv(spectrum, path):
     if not isinstance(spectrum, Spectrum):
         raise InputError(f"save_csv needs a Spectrum, got {type(spectrum).__name__}")
     unit = spectrum.display_energy_unit
-    if unit == "cm-1":
-        edges = spectrum.energy_edges / MEV_PER_CM1
-        scale = MEV_PER_CM1
-        y_label = spectrum.y_label.replace("meV", "cm^-1")
-    else:
-        edges = spectrum.energy_edges
-        scale = 1.0
-        y_label = spectrum.y_label
-    values = spectrum.values * scale
-    errors = spectrum.errors * scale
+    edges, values, errors, y_label = spectrum.in_unit()
     lo, hi = edges[:-1], edges[1:]
     header = [
         ("kind", "map" if spectrum.is_map else "1d"),
@@ -193,8 +173,7 @@ def load_csv(path):
         if not isinstance(labels, list) or len(labels) != n_rows:
             labels = [c[len("value["):-1] for c in columns[3::2]]
     if unit == "cm-1":
-        e_edges = e_edges * MEV_PER_CM1
-        values, errors = values / MEV_PER_CM1, errors / MEV_PER_CM1
+        e_edges, values, errors = densities_in_meV(e_edges, values, errors, "cm-1")
     y_label = header.get("spectrum_y_label", header.get("y_label", "Intensity"))
     try:
         return Spectrum(energy_edges=e_edges, values=values, errors=errors, q_edges=q_edges,
