@@ -43,6 +43,9 @@ def build_parser():
                                                                      "(default 0)")
     sim.add_argument("--orders", type=int, default=4,
                      help="highest phonon order (1 = fundamentals only; up to 10; default 4)")
+    sim.add_argument("--isotropic", action="store_true",
+                     help="isotropic Debye-Waller factor for the fundamentals too (default: "
+                          "each site's full tensor, exact powder average), for comparisons")
     sim.add_argument("--bins", "--ebins", dest="ebins", default=None,
                      help="energy bins, Rebin style 'start,step,end' (negative step = "
                           "logarithmic); units from --bin-unit. Write --bins=-80,0.5,150 "
@@ -176,6 +179,7 @@ def run_simulate(args):
     try:
         result = simulate(args.source, instrument=instrument, temperature=args.temperature,
                           orders=args.orders, energy_edges=energy_edges, q_edges=q_edges,
+                          isotropic=args.isotropic,
                           include_elastic=args.elastic, progress=progress, **settings)
     finally:
         if bar is not None:

@@ -54,6 +54,7 @@ from insnet_core.units import HBAR2_OVER_2AMU, KB_MEV_PER_K
 __all__ = ["IncoherentIngredients", "build_ingredients", "one_phonon_function",
            "phonon_orders", "mean_square_displacement", "broadening_matrix",
            "compute_map", "compute_trajectory", "check_temperature", "check_orders",
+           "principal_mean_square_displacements",
            "MAX_ORDER", "DEFAULT_BIN_WIDTH", "DEFAULT_MIN_ENERGY"]
 
 #: Highest multiphonon order the engine computes.
@@ -84,6 +85,13 @@ class IncoherentIngredients:
     dos : ndarray, shape (n_groups, n_grid)
         One-phonon DOS per atom and direction as weights on the grid
         (each row sums to the fraction of modes kept, 1 minus excluded modes).
+    dos_axes : ndarray, shape (n_groups, 3, n_grid), optional
+        The same DOS projected on the three principal axes of the group's
+        Debye-Waller tensor (ascending principal mean-square displacement,
+        axes fixed at the temperature the ingredients were built for);
+        ``dos = dos_axes.mean(axis=1)``. Present: the fundamentals use the
+        exact anisotropic powder average (:mod:`insnet_core.debye_waller`);
+        None: every order is isotropic.
     """
 
     group_labels: list
@@ -93,6 +101,12 @@ class IncoherentIngredients:
     cross_sections: np.ndarray
     bin_width: float
     dos: np.ndarray
+    dos_axes: np.ndarray | None = None
+
+    @property
+    def anisotropic(self):
+        """True when the fundamentals use the anisotropic Debye-Waller factor."""
+        return self.dos_axes is not None
 
     @property
     def grid(self):
@@ -114,13 +128,16 @@ class IncoherentIngredients:
         elements = sorted(set(self.elements), key=self.elements.index)
         idx = [[i for i, e in enumerate(self.elements) if e == el] for el in elements]
         n = np.array([self.n_atoms[i].sum() for i in idx], dtype=float)
-        dos = np.array([(self.n_atoms[i, None] * self.dos[i]).sum(0) / self.n_atoms[i].sum()
-                        for i in idx])
+        def merge(per_group):
+            w = self.n_atoms.reshape((-1,) + (1,) * (per_group.ndim - 1))
+            return np.array([(w[i] * per_group[i]).sum(0) / self.n_atoms[i].sum() for i in idx])
+
         return IncoherentIngredients(
             group_labels=list(elements), elements=list(elements), n_atoms=n,
             masses=np.array([self.masses[i[0]] for i in idx]),
             cross_sections=np.array([self.cross_sections[i[0]] for i in idx]),
-            bin_width=self.bin_width, dos=dos)
+            bin_width=self.bin_width, dos=merge(self.dos),
+            dos_axes=None if self.dos_axes is None else merge(self.dos_axes))
 
 
 def check_temperature(temperature):
@@ -146,7 +163,7 @@ def check_orders(orders):
 
 
 def build_ingredients(modes, grouping="site", bin_width=DEFAULT_BIN_WIDTH,
-                      min_energy=DEFAULT_MIN_ENERGY):
+                      min_energy=DEFAULT_MIN_ENERGY, isotropic=False, temperature=0.0):
     """Histogram the mode projections into per-group one-phonon DOS.
 
     Parameters
@@ -161,6 +178,14 @@ def build_ingredients(modes, grouping="site", bin_width=DEFAULT_BIN_WIDTH,
     min_energy : float
         Modes below this energy (meV) are excluded, including all imaginary
         modes (negative energies).
+    isotropic : bool
+        Leave out the principal-axis DOS, so every order (the fundamentals
+        included) uses the isotropic Debye-Waller factor. Always the case for
+        modes without displacement tensors.
+    temperature : float
+        K; the principal axes are those of the Debye-Waller tensor at this
+        temperature (they depend on it only for sites of monoclinic or
+        triclinic symmetry). Use the temperature of the spectrum.
 
     Returns
     -------
@@ -181,12 +206,26 @@ def build_ingredients(modes, grouping="site", bin_width=DEFAULT_BIN_WIDTH,
     w = (modes.q_weights[:, None, None] * modes.projections / 3.0) * keep[:, :, None]
     reps = list(dict.fromkeys(int(o) for o in modes.orbits))
     dos_atoms = np.zeros((len(reps), n_grid))
+    anisotropic = not isotropic and modes.displacement_tensors is not None
+    dos_axes = np.zeros((len(reps), 3, n_grid)) if anisotropic else None
+    if anisotropic:
+        from insnet_core.debye_waller import debye_waller_tensors, principal_axes
+        msd_values, axes = principal_axes(
+            debye_waller_tensors(modes, check_temperature(temperature), min_energy))
+
+    def deposit(row, weights):
+        np.add.at(row, lo.ravel(), (weights * (1 - frac)).ravel())
+        np.add.at(row, lo.ravel() + 1, (weights * frac).ravel())
+
     labels, elements, counts = [], [], []
     for gi, rep in enumerate(reps):
         members = np.nonzero(modes.orbits == rep)[0]
         wk = w[:, :, rep]  # equivalent atoms carry identical (orbit-averaged) projections
-        np.add.at(dos_atoms[gi], lo.ravel(), (wk * (1 - frac)).ravel())
-        np.add.at(dos_atoms[gi], lo.ravel() + 1, (wk * frac).ravel())
+        deposit(dos_atoms[gi], wk)
+        if anisotropic:
+            split = _axis_split(modes, members, axes, msd_values[rep])  # (n_q, n_modes, 3)
+            for i in range(3):
+                deposit(dos_axes[gi, i], 3.0 * wk * split[..., i])
         el = modes.species[rep]
         elements.append(el)
         counts.append(len(members))
@@ -196,8 +235,42 @@ def build_ingredients(modes, grouping="site", bin_width=DEFAULT_BIN_WIDTH,
     xs = np.array([element_data(modes.species[r])[1] for r in reps])
     ing = IncoherentIngredients(group_labels=labels, elements=elements,
                                 n_atoms=np.array(counts, dtype=float), masses=masses,
-                                cross_sections=xs, bin_width=float(bin_width), dos=dos_atoms)
+                                cross_sections=xs, bin_width=float(bin_width), dos=dos_atoms,
+                                dos_axes=dos_axes)
     return ing.by_element() if grouping == "element" else ing
+
+
+def _axis_split(modes, members, axes, principal, degenerate=1e-6):
+    """Fraction of each mode's weight on a site along its three principal axes.
+
+    Each member atom's displacement tensor is projected on that atom's own
+    principal axes and the fractions are averaged over the orbit (exact for
+    wedge sampling, see :mod:`insnet_core.debye_waller`). Axes with equal
+    principal values share their weight equally, so the split does not depend
+    on the arbitrary choice of axes inside a degenerate plane.
+
+    Returns
+    -------
+    ndarray, shape (n_q, n_modes, 3); sums to 1 over the last axis (or 0 where
+    the mode does not move the site).
+    """
+    from insnet_core.debye_waller import axis_projection_coefficients
+
+    tens = modes.displacement_tensors
+    proj = sum(tens[:, :, k, :].astype(float) @ axis_projection_coefficients(axes[k])
+               for k in members) / len(members)
+    proj = np.clip(proj, 0.0, None)
+    scale = np.max(np.abs(principal)) or 1.0
+    clusters = [[0]]                       # principal values are ascending
+    for i in (1, 2):
+        if principal[i] - principal[i - 1] <= degenerate * scale:
+            clusters[-1].append(i)
+        else:
+            clusters.append([i])
+    for cluster in clusters:
+        proj[..., cluster] = proj[..., cluster].mean(axis=-1, keepdims=True)
+    total = proj.sum(axis=-1, keepdims=True)
+    return np.divide(proj, total, out=np.zeros_like(proj), where=total > 0)
 
 
 def _bose(energy, temperature):
@@ -215,18 +288,39 @@ def one_phonon_function(ingredients, temperature, half_width):
     +half_width). Values are weights in angstrom^2 (multiply by Q^2 for the
     dimensionless order-1 weight).
     """
-    ing = ingredients
-    n_dos = ing.dos.shape[1]
+    return _one_phonon(ingredients.dos, ingredients.masses, ingredients.bin_width,
+                       temperature, half_width)
+
+
+def _one_phonon(dos, masses, bin_width, temperature, half_width):
+    """One-phonon function of DOS rows (..., n_grid) with masses (n_groups,): (..., 2J+1)."""
+    n_dos = dos.shape[-1]
     j = np.arange(1, min(n_dos, half_width + 1))
-    e = j * ing.bin_width
+    e = j * bin_width
     n = _bose(e, temperature)
-    base = (HBAR2_OVER_2AMU / ing.masses)[:, None] * ing.dos[:, j] / e[None, :]
-    out = np.zeros((ing.n_groups, 2 * half_width + 1))
-    out[:, half_width + j] = base * (n + 1)
-    out[:, half_width - j] = base * n
-    if n_dos - 1 > half_width and ing.dos[:, half_width + 1:].any():
+    mass = np.reshape(masses, (-1,) + (1,) * (dos.ndim - 1))
+    base = (HBAR2_OVER_2AMU / mass) * dos[..., j] / e
+    out = np.zeros(dos.shape[:-1] + (2 * half_width + 1,))
+    out[..., half_width + j] = base * (n + 1)
+    out[..., half_width - j] = base * n
+    if n_dos - 1 > half_width and dos[..., half_width + 1:].any():
         raise ValueError("energy window narrower than the phonon DOS; widen half_width")
     return out
+
+
+def principal_mean_square_displacements(ingredients, temperature):
+    """Principal values of each group's Debye-Waller tensor, angstrom^2, shape (n_groups, 3).
+
+    ``a_i = hbar^2/(2M) * sum_j rho_ij coth(E_j / 2kT) / E_j`` from the DOS
+    along principal axis i; their mean is :func:`mean_square_displacement`.
+    Requires anisotropic ingredients.
+    """
+    t = check_temperature(temperature)
+    if ingredients.dos_axes is None:
+        raise ValueError("isotropic ingredients have no principal-axis DOS")
+    half = ingredients.dos.shape[1] - 1
+    return _one_phonon(ingredients.dos_axes, ingredients.masses, ingredients.bin_width,
+                       t, half).sum(axis=-1)
 
 
 def mean_square_displacement(ingredients, temperature):
@@ -317,38 +411,61 @@ def _gauss_legendre_q(q_edges, points=3):
     return centres[:, None] + half[:, None] * x[None, :], w / 2.0
 
 
+@dataclass
+class _Fundamentals:
+    """Anisotropic order 1: one-phonon functions along principal axes and their values."""
+
+    t1_axes: np.ndarray     # (n_groups, 3, 2J+1) on the window
+    principal: np.ndarray   # (n_groups, 3) principal mean-square displacements, A^2
+
+    def q_factors(self, q2):
+        """Per-axis factor Q^2 M_i(Q): shape (n_groups,) + q2.shape + (3,).
+
+        Order 1 is ``sum_i T_i(E) Q^2 M_i(Q)`` with T_i the one-phonon function
+        of the DOS along axis i; isotropic: ``M_i = exp(-Q^2 a) / 3``.
+        """
+        from insnet_core.debye_waller import powder_factors
+        return powder_factors(self.principal, q2) * (q2[None, ..., None] / 3.0)
+
+
 def _stick_orders(ingredients, temperature, orders, half, include_elastic):
     full = max(half, ingredients.dos.shape[1] - 1)
     t1 = one_phonon_function(ingredients, temperature, full)
     msd = t1.sum(axis=1)  # Debye-Waller exponent from the whole DOS
-    if full > half:       # T = 0: nothing below zero, orders only needed up to the window
-        t1 = t1[:, full - half:full + half + 1]
+    window = slice(full - half, full + half + 1)
+    fundamentals = None
+    if ingredients.dos_axes is not None:
+        t1_axes = _one_phonon(ingredients.dos_axes, ingredients.masses, ingredients.bin_width,
+                              temperature, full)
+        fundamentals = _Fundamentals(t1_axes[..., window], t1_axes.sum(axis=-1))
+    t1 = t1[:, window]    # T = 0: nothing below zero, orders only needed up to the window
     stack = phonon_orders(t1, orders)
     if include_elastic:
         elastic = np.zeros_like(t1)
         elastic[:, half] = 1.0
         stack = [elastic] + stack
     first = 0 if include_elastic else 1
-    return stack, msd, first
+    return stack, msd, first, fundamentals
 
 
 def _prepare(ing, energy_edges, fwhm_func, temperature, orders, include_elastic):
     """Orders on the grid and the resolution kernel onto the output bins.
 
-    Returns ``(stack, msd, first_order, grid, rows, kernel)``: only grid points
-    ``grid[rows]`` within 6 FWHM of the output range enter ``kernel``.
+    Returns ``(stack, msd, first_order, fundamentals, grid, rows, kernel)``:
+    only grid points ``grid[rows]`` within 6 FWHM of the output range enter
+    ``kernel``; ``fundamentals`` is None for isotropic ingredients.
     """
     t = check_temperature(temperature)
     orders = check_orders(orders)
     probe = np.linspace(energy_edges[0], energy_edges[-1], 64)
     half = _window_half_width(ing, energy_edges, float(np.max(fwhm_func(probe))), t)
-    stack, msd, first = _stick_orders(ing, t, orders, half, include_elastic)
+    stack, msd, first, fundamentals = _stick_orders(ing, t, orders, half, include_elastic)
     grid = (np.arange(2 * half + 1) - half) * ing.bin_width
     fwhm = np.asarray(fwhm_func(grid), dtype=float)
     reach = 6.0 * fwhm
     rows = np.nonzero((grid + reach >= energy_edges[0]) & (grid - reach <= energy_edges[-1]))[0]
     kern = broadening_matrix(grid[rows], fwhm[rows], energy_edges)
-    return stack, msd, first, grid, rows, kern
+    return stack, msd, first, fundamentals, grid, rows, kern
 
 
 def _partition(ingredients, by):
@@ -391,8 +508,8 @@ def compute_map(ingredients, q_edges, energy_edges, fwhm_func, temperature=0.0, 
         ``{(group_index or element, order): ndarray (n_q, n_e)}`` in barn/sr/meV per cell.
     """
     ing = ingredients
-    stack, msd, first, grid, rows, kern = _prepare(ing, energy_edges, fwhm_func, temperature,
-                                                   orders, include_elastic)
+    stack, msd, first, fund, grid, rows, kern = _prepare(ing, energy_edges, fwhm_func,
+                                                         temperature, orders, include_elastic)
     nodes, weights = _gauss_legendre_q(q_edges)
     q2 = nodes ** 2
     pref = ing.cross_sections * ing.n_atoms / (4 * np.pi)
@@ -402,6 +519,14 @@ def compute_map(ingredients, q_edges, energy_edges, fwhm_func, temperature=0.0, 
     out = {}
     for k, arr in enumerate(stack):
         n = k + first
+        if n == 1 and fund is not None:                              # anisotropic fundamentals
+            g = ing.n_groups
+            broadened = pref[:, None, None] * _times(
+                fund.t1_axes[:, :, rows].reshape(3 * g, -1), kern).reshape(g, 3, -1)
+            qfac = np.einsum("gqpi,p->gqi", fund.q_factors(q2), weights)   # (n_groups, n_q, 3)
+            for key, members in parts:
+                out[(key, n)] = np.einsum("gqi,gie->qe", qfac[members], broadened[members])
+            continue
         broadened = pref[:, None] * _times(arr[:, rows], kern)       # (n_groups, n_e)
         qfac = (dw * q2[None] ** n) @ weights / factorial(n)         # (n_groups, n_q)
         for key, members in parts:
@@ -426,8 +551,8 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
         ``{(group_index or element, order): ndarray (n_e,)}`` in barn/sr/meV per cell.
     """
     ing = ingredients
-    stack, msd, first, grid, rows, kern = _prepare(ing, energy_edges, fwhm_func, temperature,
-                                                   orders, include_elastic)
+    stack, msd, first, fund, grid, rows, kern = _prepare(ing, energy_edges, fwhm_func,
+                                                         temperature, orders, include_elastic)
     q = np.asarray(q_of_energy(grid[rows]), dtype=float)
     valid = np.isfinite(q)
     q2 = np.where(valid, q, 0.0) ** 2
@@ -437,7 +562,11 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
     out = {}
     for k, arr in enumerate(stack):
         n = k + first
-        sticks = pref[:, None] * arr[:, rows] * dw * (q2 ** n / factorial(n))[None, :]
+        if n == 1 and fund is not None:                              # anisotropic fundamentals
+            per_axis = fund.q_factors(q2) * valid[None, :, None]      # (n_groups, n_rows, 3)
+            sticks = pref[:, None] * np.einsum("gir,gri->gr", fund.t1_axes[:, :, rows], per_axis)
+        else:
+            sticks = pref[:, None] * arr[:, rows] * dw * (q2 ** n / factorial(n))[None, :]
         for key, members in parts:
             out[(key, n)] = _times(sticks[members].sum(axis=0), kern)
     return out

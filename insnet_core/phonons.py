@@ -66,6 +66,15 @@ class PhononModes:
         Index of the symmetry-equivalent representative of each atom.
     mesh : tuple of int
         The Gamma-centred mesh.
+    displacement_tensors : ndarray, shape (n_q, n_modes, n_atoms, 6), float32, optional
+        Re(e e^dagger) of each atom's 3-component eigenvector block, the
+        mode's displacement tensor, as (xx, yy, zz, yz, xz, xy); its trace is
+        ``projections``. Not orbit-averaged (each atom's own). None when the
+        modes were made without them (then only isotropic quantities exist).
+    rotations : ndarray, shape (n_ops, 3, 3), optional
+        Cartesian rotation matrices of the crystal's space-group operations.
+    permutations : ndarray of int, shape (n_ops, n_atoms), optional
+        ``permutations[s, k]`` is the atom that operation ``s`` sends atom ``k`` to.
     """
 
     species: tuple
@@ -77,6 +86,9 @@ class PhononModes:
     projections: np.ndarray
     orbits: np.ndarray
     mesh: tuple
+    displacement_tensors: np.ndarray | None = None
+    rotations: np.ndarray | None = None
+    permutations: np.ndarray | None = None
 
     @property
     def n_atoms(self):
@@ -395,17 +407,19 @@ def run_mesh(phonon, mesh=None, spacing=DEFAULT_MESH_SPACING, symmetry=True):
     # q-points so memory stays bounded (a 306-atom cell has 918 x 918 complex
     # eigenvectors, 13 MB per q-point).
     batch = max(1, int(MESH_BATCH_BYTES // (16 * n_modes * n_modes)))
-    freq_list, proj_list = [], []
+    freq_list, proj_list, tensor_list = [], [], []
     for start in range(0, len(qpoints), batch):
         qp = _quiet(phonon.run_qpoints, qpoints[start:start + batch], with_eigenvectors=True)
         eig = np.asarray(phonon.qpoints.eigenvectors)   # (n_b, 3n, 3n): [:, component, band]
         amp = np.abs(eig) ** 2
         proj_b = amp.reshape(amp.shape[0], n_atoms, 3, n_modes).sum(axis=2)
         proj_list.append(np.transpose(proj_b, (0, 2, 1)))  # (n_b, band, atom)
+        tensor_list.append(_displacement_tensors(eig, n_atoms))
         freq_list.append(np.asarray(phonon.qpoints.frequencies, dtype=float))
         del qp, eig, amp
     freqs = np.concatenate(freq_list) * MEV_PER_THZ
     proj = np.concatenate(proj_list)
+    tensors = np.concatenate(tensor_list)
     weights = np.asarray(result.weights, dtype=float)
     # The three acoustic modes at Gamma are zero by translational symmetry; small
     # values of either sign there are numerical noise of the force sets, not an
@@ -425,7 +439,51 @@ def run_mesh(phonon, mesh=None, spacing=DEFAULT_MESH_SPACING, symmetry=True):
         for rep in np.unique(orbits):
             members = orbits == rep
             proj[:, :, members] = proj[:, :, members].mean(axis=2, keepdims=True)
+    rotations, permutations = _space_group_operations(phonon, lattice)
     return PhononModes(
         species=tuple(prim.symbols), masses=np.array(prim.masses, dtype=float),
         lattice=lattice, frac_coords=np.array(prim.scaled_positions, dtype=float),
-        energies=freqs, q_weights=weights, projections=proj, orbits=orbits, mesh=tuple(mesh))
+        energies=freqs, q_weights=weights, projections=proj, orbits=orbits, mesh=tuple(mesh),
+        displacement_tensors=tensors, rotations=rotations, permutations=permutations)
+
+
+#: Order of the six independent components of a symmetric 3x3 tensor.
+TENSOR_COMPONENTS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+def _displacement_tensors(eig, n_atoms):
+    """Re(e e^dagger) per (q, band, atom) as 6 components, float32.
+
+    ``eig`` is phonopy's (n_q, 3 n_atoms, n_bands) eigenvector array
+    (component index first). Returns (n_q, n_bands, n_atoms, 6).
+    """
+    e = eig.reshape(eig.shape[0], n_atoms, 3, eig.shape[2])      # [q, atom, alpha, band]
+    out = np.empty((eig.shape[0], eig.shape[2], n_atoms, 6), dtype=np.float32)
+    for c, (a, b) in enumerate(TENSOR_COMPONENTS):
+        out[..., c] = np.transpose((e[:, :, a] * e[:, :, b].conj()).real, (0, 2, 1))
+    return out
+
+
+def _space_group_operations(phonon, lattice):
+    """Cartesian rotations (n_ops, 3, 3) and atom permutations (n_ops, n_atoms) of the primitive cell.
+
+    Operation s maps fractional position x to r_s x + t_s; in Cartesian
+    coordinates (lattice vectors as rows, x_cart = L^T x) the rotation is
+    ``L^T r_s L^-T``. ``permutations[s, k]`` is the atom at r_s x_k + t_s.
+    """
+    prim = phonon.primitive
+    frac = np.asarray(prim.scaled_positions, dtype=float)
+    ops = phonon.primitive_symmetry.symmetry_operations   # the symmetry phonopy reduced the mesh with
+    rot_frac = np.asarray(ops["rotations"], dtype=float)
+    trans = np.asarray(ops["translations"], dtype=float)
+    lt = lattice.T
+    rotations = np.einsum("ij,sjk,kl->sil", lt, rot_frac, np.linalg.inv(lt))
+    moved = np.einsum("sij,kj->ski", rot_frac, frac) + trans[:, None, :]
+    diff = moved[:, :, None, :] - frac[None, None, :, :]
+    diff -= np.round(diff)
+    dist = np.linalg.norm(diff @ lattice, axis=-1)                  # (n_ops, k, k')
+    permutations = dist.argmin(axis=2)
+    if not np.all(dist.min(axis=2) < 1e-3):
+        raise InputError("the crystal's symmetry operations do not map the atoms onto each other; "
+                         "check the structure's positions")
+    return rotations, permutations

@@ -114,7 +114,10 @@ def simulate_ingredients(ingredients, settings, metadata=None):
     SimulationResult
     """
     inst = settings.instrument
-    meta = {"method": "physics: incoherent approximation, isotropic, powder averaged",
+    debye_waller = ("anisotropic for the fundamentals, isotropic for overtones"
+                    if ingredients.anisotropic else "isotropic")
+    meta = {"method": f"physics: incoherent approximation, powder averaged, Debye-Waller "
+                      f"factor {debye_waller}",
             "engine": f"insnet {__version__}", "temperature_K": settings.temperature,
             "phonon_orders": settings.orders, "include_elastic": settings.include_elastic}
     described = dict(inst.describe())
@@ -160,7 +163,7 @@ def simulate_ingredients(ingredients, settings, metadata=None):
 
 def simulate(source, instrument="VISION", temperature=0.0, orders=4, energy_edges=None,
              q_edges=None, include_elastic=False, mesh_spacing=0.1, grouping="site",
-             bin_width=DEFAULT_BIN_WIDTH, progress=None, **instrument_settings):
+             bin_width=DEFAULT_BIN_WIDTH, isotropic=False, progress=None, **instrument_settings):
     """Simulate the INS spectrum of a crystal from its force constants.
 
     Parameters
@@ -183,6 +186,10 @@ def simulate(source, instrument="VISION", temperature=0.0, orders=4, energy_edge
         See :func:`insnet_core.incoherent.build_ingredients`.
     bin_width : float
         Internal energy grid, meV.
+    isotropic : bool
+        Use the isotropic Debye-Waller factor for the fundamentals too (as the
+        engine did before; for comparisons). By default the fundamentals use
+        each site's full Debye-Waller tensor, averaged exactly over Q directions.
     progress : callable, optional
         ``progress(fraction, message)`` called between steps.
     **instrument_settings
@@ -209,7 +216,8 @@ def simulate(source, instrument="VISION", temperature=0.0, orders=4, energy_edge
     if modes.has_imaginary:
         log.warning("%s: %s", source, modes.stability_report())
     report(0.6, "incoherent spectrum")
-    ingredients = build_ingredients(modes, grouping=grouping, bin_width=bin_width)
+    ingredients = build_ingredients(modes, grouping=grouping, bin_width=bin_width,
+                                    isotropic=isotropic, temperature=settings.temperature)
     meta = {"formula": modes.formula, "source": str(source), "mesh": " ".join(map(str, modes.mesh)),
             "unstable": int(modes.has_imaginary), "min_phonon_energy_meV": modes.min_energy,
             "imaginary_mode_fraction": modes.imaginary_fraction,

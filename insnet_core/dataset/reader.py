@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from insnet_core import InputError
-from insnet_core.dataset.record import BuildConfig, regenerate
+from insnet_core.dataset.record import RECORD_FORMAT, BuildConfig, regenerate
 from insnet_core.dataset.store import ShardStore, read_shard
 
 __all__ = ["Database", "split_of", "SPLIT_FRACTIONS", "SPLIT_SEED"]
@@ -54,6 +54,10 @@ class Database:
         meta = self.root / "build.json"
         self.config = (BuildConfig.from_dict(json.loads(meta.read_text())["config"])
                        if meta.exists() else BuildConfig())
+        if self.config.format != RECORD_FORMAT:
+            raise InputError(f"{self.root}: database of format {self.config.format}; this insnet "
+                             f"reads format {RECORD_FORMAT} (principal-axis DOS for the "
+                             "anisotropic fundamentals): rebuild it with 'insnet dataset build'")
         self._records = {}
         self._shard_of = {}
         for path in sorted(self.root.glob("*.h5")):

@@ -2,7 +2,8 @@
 
 A record holds everything needed to reproduce every incoherent spectrum of
 the crystal without phonopy (the *ingredients*: per-element one-phonon DOS on
-a fine grid, masses, cross sections, atom counts), the paper's VISION target,
+a fine grid along the three principal axes of the element's Debye-Waller
+tensor, masses, cross sections, atom counts), the paper's VISION target,
 flags and provenance. The 300x300 map target is regenerated exactly from the
 ingredients by :func:`regenerate`.
 
@@ -25,7 +26,9 @@ __all__ = ["BuildConfig", "compute_record", "failure_record", "ingredients_from_
            "regenerate", "files_sha256"]
 
 #: Version of the record layout; bump when fields change meaning.
-RECORD_FORMAT = 1
+#: 1: isotropic DOS per element. 2: DOS per element along the principal axes of
+#: its Debye-Waller tensor (anisotropic fundamentals), principal msd per element.
+RECORD_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class BuildConfig:
     mesh_spacing: float = 0.1      # 1/angstrom, Gamma-centred mesh (reference work: < 0.1)
     bin_width: float = 0.1         # meV, grid of the stored DOS
     orders: int = 10               # phonon orders of the targets
+    temperature: float = 0.0       # K, of the targets (and of the Debye-Waller axes)
     grouping: str = "element"      # ingredients per element (see incoherent.build_ingredients)
     max_energy_flag: float = 150.0  # meV: flag crystals with modes above the map's range
     format: int = RECORD_FORMAT
@@ -81,7 +85,8 @@ def compute_record(material_id, files, config=BuildConfig(), extra=None):
         ``status`` is ``"ok"`` or ``"failed"`` (with ``reason``); never raises
         for a bad crystal.
     """
-    from insnet_core.incoherent import build_ingredients, mean_square_displacement
+    from insnet_core.incoherent import (build_ingredients, mean_square_displacement,
+                                        principal_mean_square_displacements)
     from insnet_core.phonons import load_phonopy, run_mesh
     from insnet_core.simulate import Settings, simulate_ingredients
 
@@ -102,8 +107,10 @@ def compute_record(material_id, files, config=BuildConfig(), extra=None):
                 (folder / name).write_bytes(data)
             phonon = load_phonopy(folder)
         modes = run_mesh(phonon, spacing=config.mesh_spacing)
-        ing = build_ingredients(modes, grouping=config.grouping, bin_width=config.bin_width)
-        vision = simulate_ingredients(ing, Settings.check("VISION", orders=config.orders)).total
+        ing = build_ingredients(modes, grouping=config.grouping, bin_width=config.bin_width,
+                                temperature=config.temperature)
+        vision = simulate_ingredients(ing, Settings.check(
+            "VISION", orders=config.orders, temperature=config.temperature)).total
     except InsnetError as exc:
         return fail(exc)
     except MemoryError:
@@ -130,9 +137,10 @@ def compute_record(material_id, files, config=BuildConfig(), extra=None):
         "element_n_atoms": np.asarray(ing.n_atoms, dtype=float),
         "element_mass": np.asarray(ing.masses, dtype=float),
         "element_xs": np.asarray(ing.cross_sections, dtype=float),
-        "dos": np.asarray(ing.dos[:, :top], dtype=np.float32),
+        "dos_axes": np.asarray(ing.dos_axes[:, :, :top], dtype=np.float32),
         "msd_0K": mean_square_displacement(ing, 0.0),
         "msd_300K": mean_square_displacement(ing, 300.0),
+        "principal_msd_0K": principal_mean_square_displacements(ing, 0.0),
         "vision": np.asarray(vision.values, dtype=np.float32),
     }
     for key, value in (extra or {}).items():
@@ -147,14 +155,19 @@ def ingredients_from_record(record, config=BuildConfig()):
     if record.get("status") != "ok":
         raise InsnetError(f"{record.get('material_id')}: no ingredients, the record failed "
                           f"({record.get('reason')})")
+    if "dos_axes" not in record:
+        raise InsnetError(f"{record.get('material_id')}: record of an older database format "
+                          f"(isotropic DOS only); rebuild the database with "
+                          f"'insnet dataset build' (format {RECORD_FORMAT})")
     elements = [str(e) for e in record["elements"]]
+    dos_axes = np.asarray(record["dos_axes"], dtype=np.float64)
     return IncoherentIngredients(
         group_labels=list(elements), elements=list(elements),
         n_atoms=np.asarray(record["element_n_atoms"], dtype=float),
         masses=np.asarray(record["element_mass"], dtype=float),
         cross_sections=np.asarray(record["element_xs"], dtype=float),
         bin_width=float(config.bin_width),
-        dos=np.asarray(record["dos"], dtype=np.float64))
+        dos=dos_axes.mean(axis=1), dos_axes=dos_axes)
 
 
 def regenerate(record, target="map", config=BuildConfig(), temperature=0.0, **settings):
@@ -164,6 +177,8 @@ def regenerate(record, target="map", config=BuildConfig(), temperature=0.0, **se
 
     * ``target="map"``: the 300 x 300 Ideal2D map (0-15 1/A x 0-150 meV, 1.5 meV
       FWHM) at ``temperature`` (default 0 K), orders ``config.orders``;
+      the fundamentals use the element's principal-axis DOS (axes of the
+      Debye-Waller tensor at ``config.temperature``), exact at that temperature;
     * ``target="vision"``: VISION banks + average, 10-1200 cm^-1 in 10 cm^-1 bins;
     * any instrument name with its settings (e.g. ``target="SEQUOIA", ei=160``).
 

@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from insnet_core import InputError
+from insnet_core.dataset.record import RECORD_FORMAT
 
 __all__ = ["ShardStore", "write_shard", "read_shard", "SCALAR_FIELDS"]
 
@@ -45,7 +46,10 @@ FIXED_FIELDS = {"lattice": ((3, 3), "f8"), "mesh": ((3,), "i4"), "vision": ((3, 
 ATOM_FIELDS = {"species": "str", "frac_coords": "f8"}
 #: Per element of a crystal (ragged, offsets in ``element_offsets``).
 ELEMENT_FIELDS = {"elements": "str", "element_n_atoms": "f8", "element_mass": "f8",
-                  "element_xs": "f8", "msd_0K": "f8", "msd_300K": "f8"}
+                  "element_xs": "f8", "msd_0K": "f8", "msd_300K": "f8",
+                  "principal_msd_0K": "f8"}
+#: Per element, per principal axis, per 0.1 meV grid point (ragged rows of 3 x n values).
+DOS_FIELD = "dos_axes"
 _STR = h5py.string_dtype("utf-8")
 
 
@@ -105,14 +109,14 @@ def write_shard(path, records, attrs):
                              chunks=(max(1, min(n, 64)),) + shape if n else None)
         _write_ragged(f, records, ok, ATOM_FIELDS, "atom_offsets", "species")
         _write_ragged(f, records, ok, ELEMENT_FIELDS, "element_offsets", "elements")
-        # DOS: one ragged row per element; lengths differ per crystal
-        rows = [r["dos"] for i, r in enumerate(records) if ok[i]]
-        lengths = np.array([row.shape[1] for row in rows for _ in range(row.shape[0])],
+        # DOS: one ragged row per element (its 3 axes one after the other); lengths differ
+        rows = [r[DOS_FIELD] for i, r in enumerate(records) if ok[i]]
+        lengths = np.array([row[0].size for row in rows for _ in range(row.shape[0])],
                            dtype=np.int64)
         flat = (np.concatenate([row.ravel() for row in rows]).astype(np.float32)
                 if rows else np.zeros(0, np.float32))
         f.create_dataset("dos_offsets", data=np.concatenate([[0], np.cumsum(lengths)]))
-        f.create_dataset("dos", data=flat, compression="gzip", compression_opts=9,
+        f.create_dataset(DOS_FIELD, data=flat, compression="gzip", compression_opts=9,
                          shuffle=True, chunks=(min(max(flat.size, 1), 1 << 16),))
         f.flush()
     with open(tmp, "rb+") as handle:
@@ -133,7 +137,8 @@ def _write_ragged(f, records, ok, fields, offsets_name, count_field):
             if parts:
                 data = np.concatenate(parts).astype(dtype)
             else:
-                data = np.zeros((0, 3) if name == "frac_coords" else (0,), dtype=dtype)
+                data = np.zeros((0, 3) if name in ("frac_coords", "principal_msd_0K") else (0,),
+                                dtype=dtype)
             f.create_dataset(name, data=data)
 
 
@@ -145,6 +150,11 @@ def read_shard(path):
     except OSError as exc:
         raise InputError(f"{path}: not a readable database shard ({exc})") from None
     with f:
+        if DOS_FIELD not in f:
+            fmt = json.loads(f.attrs.get("config", "{}")).get("format", 1)
+            raise InputError(f"{path}: database shard of format {fmt}, which has no "
+                             f"principal-axis DOS; this insnet reads format {RECORD_FORMAT}: "
+                             "rebuild it with 'insnet dataset build'")
         n = int(f.attrs["n_records"])
         cols = {}
         for name, dtype in SCALAR_FIELDS.items():
@@ -157,7 +167,7 @@ def read_shard(path):
         atoms = {name: f[name][()] for name in ATOM_FIELDS}
         elems = {name: f[name][()] for name in ELEMENT_FIELDS}
         dos_off = f["dos_offsets"][()]
-        dos = f["dos"][()]
+        dos = f[DOS_FIELD][()]
     records = []
     k_ok = 0
     for i in range(n):
@@ -178,8 +188,8 @@ def read_shard(path):
                 vals = elems[name][e0:e1]
                 rec[name] = (np.array([v.decode() if isinstance(v, bytes) else v for v in vals],
                                       dtype="U3") if dtype == "str" else vals)
-            rows = [dos[dos_off[j]:dos_off[j + 1]] for j in range(e0, e1)]
-            rec["dos"] = np.array(rows, dtype=np.float32)
+            rows = [dos[dos_off[j]:dos_off[j + 1]].reshape(3, -1) for j in range(e0, e1)]
+            rec[DOS_FIELD] = np.array(rows, dtype=np.float32)
             k_ok += 1
         records.append(rec)
     return records
