@@ -302,3 +302,17 @@ def test_group_failure_leaves_no_members(predict_ins, files):
     with pytest.raises((RuntimeError, ValueError)):
         _run(predict_ins, files, Contributions="ByElement", Method="ML")
     assert AnalysisDataService.getObjectNames() == []
+
+
+# --------------------------------------------------------------------------- plugin shape
+def test_plugin_is_thin_and_its_helpers_live_in_insnet_core():
+    from mantid_helpers import PLUGIN
+
+    from insnet_core import mantid_algorithms
+    lines = PLUGIN.read_text().splitlines()
+    assert len(lines) <= 150, f"PredictINSFromCIF.py has {len(lines)} lines"
+    for name in ("prediction_arguments", "property_problems", "output_parts", "store_outputs",
+                 "log_as_float"):
+        assert callable(getattr(mantid_algorithms, name))
+    source = "\n".join(lines)
+    assert "def _binning" not in source and "def _arguments" not in source
