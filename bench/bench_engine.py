@@ -44,7 +44,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-PHONONDB = Path(os.environ.get("INSNET_PHONONDB", "/work/shared/data/phonondb"))
+#: phonondb shards: the project's data folder next to the repository, unless INSNET_PHONONDB says
+PHONONDB = Path(os.environ.get("INSNET_PHONONDB") or REPO.parent / "shared" / "data" / "phonondb")
 EXAMPLES = REPO / "examples" / "data" / "phonondb"
 
 #: Default crystals: (role, material id). Primitive sizes 5, 104 and 200 atoms.

@@ -4,10 +4,16 @@ Usage::
 
     python register_mantid_plugins.py --directory DIR [--properties FILE]
 
-``FILE`` defaults to ``$HOME/.mantid/Mantid.user.properties`` and is created
-(with its folder) when missing. The value is a ``;``-separated list of
-folders; ``DIR`` is appended unless it is already listed (same folder after
-normalisation), so running this twice changes nothing. Every other line of the
+``FILE`` defaults to ``$HOME/.mantid/Mantid.user.properties`` (Linux, macOS)
+and is created (with its folder) when missing. On Windows, Mantid keeps the
+user properties in its base directory (next to ``Mantid.properties``, e.g.
+``C:/MantidInstall/bin/Mantid.user.properties``), so ``--properties`` is
+required there (CMake: ``-DINSNET_MANTID_PROPERTIES=...``).
+
+Mantid's ConfigService splits the value on both ``;`` and ``,``, so ``DIR``
+must contain neither (refused with a message). ``DIR`` is appended, with
+``;``, unless it is already listed (same folder after normalisation), so
+running this twice changes nothing. Every other line of the
 file (comments, blank lines, other settings, their order and spelling) is kept
 as it is; a multi-line (backslash-continued) value of this key is rewritten as
 one line. The file is replaced atomically.
@@ -25,6 +31,29 @@ from pathlib import Path
 
 KEY = "user.python.plugins.directories"
 _SEPARATOR = re.compile(r"\s*[=:]\s*|\s+")
+#: Characters on which Mantid's ConfigService splits a list of folders.
+_LIST_SEPARATORS = re.compile(r"[;,]")
+
+
+class RegistrationError(ValueError):
+    """The folder cannot be registered (the message says why and what to do)."""
+
+
+def check_directory(directory):
+    """Refuse a folder Mantid would split into several (it splits on ';' and ',').
+
+    Raises
+    ------
+    RegistrationError
+    """
+    text = str(directory)
+    bad = sorted(set(_LIST_SEPARATORS.findall(text)))
+    if bad:
+        raise RegistrationError(
+            f"insnet: cannot register the plugin folder {text!r}: it contains "
+            f"{' and '.join(repr(c) for c in bad)}, and Mantid splits "
+            f"{KEY} on ';' and ','; install to a prefix without them "
+            "(-DCMAKE_INSTALL_PREFIX=... or -DINSNET_PLUGIN_DIR=...)")
 
 
 def _continues(line):
@@ -70,8 +99,10 @@ def register(properties, directory):
     bool
         True when the file was changed, False when ``directory`` was listed.
     """
+    check_directory(directory)
     properties = Path(properties)
     directory = Path(directory).absolute().as_posix()
+    check_directory(directory)
     text = properties.read_bytes().decode("utf-8") if properties.exists() else ""
     newline = "\r\n" if "\r\n" in text else "\n"
     lines = text.splitlines(keepends=True)
@@ -88,7 +119,7 @@ def register(properties, directory):
         lines.append(f"{KEY} = {directory}{newline}")
     else:
         start, end, value = found
-        folders = [v.strip() for v in value.split(";") if v.strip()]
+        folders = [v.strip() for v in _LIST_SEPARATORS.split(value) if v.strip()]
         if any(_same_folder(f, directory) for f in folders):
             return False
         folders.append(directory)
@@ -116,13 +147,22 @@ def main(argv=None):
                         help="Mantid.user.properties (default: $HOME/.mantid/...)")
     args = parser.parse_args(argv)
     props = args.properties
+    if not props and os.name == "nt":
+        print("insnet: on Windows, Mantid keeps Mantid.user.properties in its base directory "
+              "(e.g. C:\\MantidInstall\\bin); give --properties (CMake: "
+              "-DINSNET_MANTID_PROPERTIES=<that file>)", file=sys.stderr)
+        return 2
     if not props:
         home = os.environ.get("HOME")
         if not home:
             print("insnet: HOME is not set; give --properties", file=sys.stderr)
             return 2
         props = os.path.join(home, ".mantid", "Mantid.user.properties")
-    changed = register(props, args.directory)
+    try:
+        changed = register(props, args.directory)
+    except RegistrationError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     print(f"insnet: {'added' if changed else 'already listed:'} {args.directory} "
           f"{'to' if changed else 'in'} {KEY} in {props}")
     return 0

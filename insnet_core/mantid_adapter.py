@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from insnet_core import InputError
+from insnet_core.mantid_logs import sample_log_name
 from insnet_core.spectrum import edges_from_centres
 from insnet_core.units import energy_to_meV
 
@@ -207,7 +208,8 @@ def spectrum_to_workspace(spectrum, name=None, like=None, title=None):
     Workspace2D
         Distribution; ``YUnitLabel`` from ``spectrum.y_label``; errors set;
         every metadata entry as a sample log (lists and dicts as JSON text,
-        booleans as 0/1).
+        booleans as 0/1), named by :func:`insnet_core.mantid_logs.sample_log_name`
+        (never a name Mantid reads specially, such as ``proton_charge``).
     """
     from mantid.api import AnalysisDataService, BinEdgeAxis, NumericAxis, TextAxis, \
         WorkspaceFactory
@@ -248,11 +250,12 @@ def spectrum_to_workspace(spectrum, name=None, like=None, title=None):
                          if meta.get(k) not in (None, ""))
     ws.setTitle(title or "insnet")
     run = ws.mutableRun()
+    used = set()
     for key, value in meta.items():
         converted = _log_value(value)
         if converted is None:
             continue
-        run.addProperty(str(key), converted, True)
+        run.addProperty(sample_log_name(key, used), converted, True)
     if name:
         AnalysisDataService.addOrReplace(str(name), ws)
     return ws

@@ -1,11 +1,15 @@
-"""Shared fixtures: paths to example data and phonon modes computed once per session."""
+"""Shared fixtures: paths to example and test data, phonon modes computed once per session.
+
+Every file a test reads is in the repository (tests/data, examples/data), so a fresh
+clone runs every test.
+"""
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "data" / "phonondb"
-SHARED = REPO.parent / "shared"
+TEST_DATA = REPO / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -15,11 +19,9 @@ def example_dir():
 
 
 @pytest.fixture(scope="session")
-def shared_dir():
-    """The project's read-only shared data folder (skips when absent)."""
-    if not SHARED.is_dir():
-        pytest.skip(f"shared data folder not found at {SHARED}")
-    return SHARED
+def test_data():
+    """tests/data: real Mantid files (mantid_files/) and structures (examples/)."""
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")

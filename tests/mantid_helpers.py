@@ -70,3 +70,45 @@ def axis_values(ws, index):
 
 def x_of(ws):
     return np.array(ws.readX(0), dtype=float)
+
+
+def run_python_script(code, input=None, output=None):
+    """Run ``code`` the way Mantid's RunPythonScript does (as LoadLiveData runs a
+    post-processing script), and return the output workspace or None.
+
+    RunPythonScript unifies the line endings, indents the user code into the body
+    of ``PyExec(self, input=None, output=None)`` of a throw-away PythonAlgorithm,
+    executes that with the ``__main__`` namespace as globals and a dict holding
+    ``input`` and ``output`` as locals, then reads ``output`` back from the locals:
+    None gives no workspace, a workspace is taken as is, and a name must then
+    exist in the AnalysisDataService. A fresh ``__main__``-like namespace stands
+    in for Mantid's here, so a script cannot rely on globals the test defined.
+    """
+    import builtins
+    import re
+
+    from mantid.api import AnalysisDataService, Workspace
+
+    indent = "    "
+    lines = re.sub(r"\r\n|\r", "\n", code).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # getline() yields no empty line after a final newline
+    wrapped = ("import mantid\n"
+               "from mantid.simpleapi import *\n"
+               "class _DUMMY_ALG(mantid.api.PythonAlgorithm):\n"
+               f"{indent}def PyExec(self, input=None,output=None):\n"
+               + "".join(f"{indent}{indent}{line}\n" for line in lines)
+               + f"{indent}{indent}return input,output\n"
+               "input,output = _DUMMY_ALG().PyExec(input,output)")
+    script_globals = {"__name__": "__main__", "__builtins__": builtins}
+    script_locals = {"input": input, "output": output}
+    exec(compile(wrapped, "<RunPythonScript>", "exec"), script_globals, script_locals)
+    result = script_locals.get("output")
+    if result is None:
+        return None
+    if isinstance(result, Workspace):
+        return result
+    if not isinstance(result, str):
+        raise RuntimeError("Invalid type assigned to 'output' variable. Must be a string or a "
+                           "Workspace object")
+    return AnalysisDataService.retrieve(result)

@@ -107,6 +107,32 @@ def test_sequoia_map_copies_binning_workspace_edges(predict_ins, files):
     assert AnalysisDataService.doesExist("out")
 
 
+def _ei_log(kind):
+    if kind == "single value":
+        return 60.0
+    from mantid.kernel import FloatTimeSeriesProperty
+    log = FloatTimeSeriesProperty("Ei")        # as live data and most instrument logs
+    for i, value in enumerate([59.5, 60.0, 60.5]):
+        log.addValue(f"2024-01-01T00:00:{i:02d}", value)
+    return log
+
+
+@pytest.mark.parametrize("kind", ["single value", "time series"])
+def test_sequoia_ei_from_single_value_or_time_series_log(predict_ins, files, kind):
+    x = np.arange(-20.0, 50.0 + 1e-9, 1.0)
+    q = np.linspace(0.0, 6.0, 31)
+    make_workspace(x, q.size - 1, vertical=q, name="sqw_ei", logs={"Ei": _ei_log(kind)})
+    ws = _run(predict_ins, files, Instrument="SEQUOIA", BinningWorkspace="sqw_ei")
+    assert _log(ws, "Ei") == pytest.approx(60.0, rel=1e-12)
+
+
+def test_sequoia_ei_log_that_is_not_a_number_is_named(predict_ins, files):
+    make_workspace(np.arange(-20.0, 50.0 + 1e-9, 1.0), 30, vertical=np.linspace(0, 6, 31),
+                   name="sqw_text_ei", logs={"Ei": "sixty"})
+    with pytest.raises((RuntimeError, ValueError), match="Ei"):
+        _run(predict_ins, files, Instrument="SEQUOIA", BinningWorkspace="sqw_text_ei")
+
+
 def test_sequoia_q_centres_and_point_energies_copied_exactly(predict_ins, files):
     x_centres = np.linspace(-40.0, 90.0, 131)           # point data
     q_centres = np.linspace(0.525, 6.975, 130)          # one value per row
@@ -276,3 +302,17 @@ def test_group_failure_leaves_no_members(predict_ins, files):
     with pytest.raises((RuntimeError, ValueError)):
         _run(predict_ins, files, Contributions="ByElement", Method="ML")
     assert AnalysisDataService.getObjectNames() == []
+
+
+# --------------------------------------------------------------------------- plugin shape
+def test_plugin_is_thin_and_its_helpers_live_in_insnet_core():
+    from mantid_helpers import PLUGIN
+
+    from insnet_core import mantid_algorithms
+    lines = PLUGIN.read_text().splitlines()
+    assert len(lines) <= 150, f"PredictINSFromCIF.py has {len(lines)} lines"
+    for name in ("prediction_arguments", "property_problems", "output_parts", "store_outputs",
+                 "log_as_float"):
+        assert callable(getattr(mantid_algorithms, name))
+    source = "\n".join(lines)
+    assert "def _binning" not in source and "def _arguments" not in source

@@ -52,16 +52,14 @@ REAL = [
     ("spec_TOSCA_TSC15352_reduction_3spectra_DeltaE.nxs", ["--instrument", "VISION"], False),
     ("sqw2d_IRIS_irs53664_SofQW_DeltaE_x_Qedges.nxs", ["--instrument", "ideal2d"], True),
     ("sqw2d_OSIRIS_osi97935_SofQW_DeltaE_x_Qedges.nxs", ["--instrument", "ideal2d"], True),
-    ("dgs2d_MARI_MAR21335_Ei60_DeltaE_x_spectrum.nxs", ["--instrument", "SEQUOIA", "--ei", "60"],
+    ("spec1d_MERLIN_mer46207_ei18_cut_mantid6.7.nxs", ["--instrument", "SEQUOIA", "--ei", "18"],
      False),
 ]
 
 
 @pytest.mark.parametrize("name, args, is_map", REAL, ids=[r[0].split("_")[1] for r in REAL])
-def test_match_real_mantid_files(shared_dir, sif4, tmp_path, name, args, is_map):
-    source = shared_dir / "data" / "mantid_files" / name
-    if not source.is_file():
-        pytest.skip(f"{source} not present")
+def test_match_real_mantid_files(test_data, sif4, tmp_path, name, args, is_map):
+    source = test_data / "mantid_files" / name
     out = _simulate(sif4, tmp_path / "m.nxs", *args, "--orders", "1", "--match", str(source))
     source_x = _axis(source, "axis1")
     source_x = source_x[0] if source_x.ndim == 2 else source_x
@@ -76,8 +74,8 @@ def test_match_real_mantid_files(shared_dir, sif4, tmp_path, name, args, is_map)
     assert np.nanmax(spec.values) > 0
 
 
-def test_match_excludes_bins_and_checks_dimensionality(shared_dir, sif4, tmp_path, capsys):
-    sqw = shared_dir / "data" / "mantid_files" / "sqw2d_IRIS_irs53664_SofQW_DeltaE_x_Qedges.nxs"
+def test_match_excludes_bins_and_checks_dimensionality(test_data, sif4, tmp_path, capsys):
+    sqw = test_data / "mantid_files" / "sqw2d_IRIS_irs53664_SofQW_DeltaE_x_Qedges.nxs"
     rc = main(["simulate", str(sif4), "--match", str(sqw), "--bins", "1,1,10",
                "-o", str(tmp_path / "x.nxs"), "--quiet"])
     assert rc == 2 and "--match" in capsys.readouterr().err

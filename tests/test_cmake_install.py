@@ -106,3 +106,48 @@ def test_register_script_keeps_continuation_lines_and_crlf(tmp_path):
     assert register(props, "/y") is False                   # already listed (2nd line)
     assert register(props, "/new") is True
     assert props.read_bytes() == (b"a.b = 1\r\n" + KEY.encode() + b" = /x;/y;/new\r\nz = 2\r\n")
+
+
+def _register_module():
+    sys.path.insert(0, str(REPO / "cmake"))
+    try:
+        import register_mantid_plugins
+    finally:
+        sys.path.pop(0)
+    return register_mantid_plugins
+
+
+@pytest.mark.parametrize("folder", ["plugins,v2", "a;b"])
+def test_register_refuses_a_folder_mantid_would_split(tmp_path, capsys, folder):
+    module = _register_module()
+    props = tmp_path / "Mantid.user.properties"
+    props.write_text("a.b = 1\n")
+    with pytest.raises(module.RegistrationError, match="splits"):
+        module.register(props, tmp_path / folder)
+    assert props.read_text() == "a.b = 1\n"                 # untouched
+    rc = module.main(["--properties", str(props), "--directory", str(tmp_path / folder)])
+    err = capsys.readouterr().err
+    assert rc == 2 and folder in err and KEY in err
+
+
+def test_register_sees_folders_listed_with_commas(tmp_path):
+    module = _register_module()
+    props = tmp_path / "Mantid.user.properties"
+    props.write_text(f"{KEY} = /x,/y\n")
+    assert module.register(props, "/y") is False             # Mantid reads /x and /y
+
+
+def test_configure_refuses_an_install_prefix_with_a_comma(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path))
+    result = subprocess.run(
+        [CMAKE, "-S", str(REPO / "cmake"), "-B", str(tmp_path / "build"),
+         f"-DPython3_EXECUTABLE={sys.executable}", f"-DCMAKE_INSTALL_PREFIX={tmp_path}/a,b"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "Mantid splits user.python.plugins.directories" in result.stderr.replace("\n", " ")
+
+
+def test_windows_properties_location_documented():
+    readme = (REPO / "README.md").read_text()
+    assert "INSNET_MANTID_PROPERTIES=C:/MantidInstall/bin/Mantid.user.properties" in readme
+    assert "Windows" in (REPO / "cmake" / "CMakeLists.txt").read_text()

@@ -1,5 +1,4 @@
 """insnet_core.live: cache keys, hits and misses, exact chunk bins, the post-processing script."""
-import runpy
 import shutil
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import pytest
 
 from insnet_core import InputError
 from insnet_core.live import LiveOverlay, PredictionCache, files_hash
-from mantid_helpers import axis_values, make_workspace, x_of
+from mantid_helpers import axis_values, make_workspace, run_python_script, x_of
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "live" / "insnet_live_postprocess.py"
 
@@ -98,7 +97,17 @@ def test_bad_settings_fail_at_once(sif4):
         LiveOverlay(sif4 / "POSCAR-unitcell", force_constants=sif4, instrument="SEQUOIA")
 
 
-def test_postprocessing_script_writes_prediction_next_to_data(sif4, monkeypatch):
+def _time_series_ei(values):
+    from mantid.kernel import FloatTimeSeriesProperty
+    log = FloatTimeSeriesProperty("Ei")
+    for i, value in enumerate(values):
+        log.addValue(f"2024-01-01T00:00:{i:02d}", value)
+    return log
+
+
+@pytest.mark.parametrize("ei_log", ["single value", "time series"])
+def test_postprocessing_script_in_runpythonscript_wrapping(sif4, monkeypatch, ei_log):
+    """The script as LoadLiveData runs it: wrapped by RunPythonScript, input/output as locals."""
     from mantid.api import AnalysisDataService
     AnalysisDataService.clear()
     monkeypatch.setenv("INSNET_LIVE_STRUCTURE", str(sif4 / "POSCAR-unitcell"))
@@ -108,17 +117,33 @@ def test_postprocessing_script_writes_prediction_next_to_data(sif4, monkeypatch)
     monkeypatch.delenv("INSNET_LIVE_EI", raising=False)
     x = np.arange(-30.0, 70.5, 0.5)
     q = np.arange(0.0, 6.05, 0.05)
-    data = make_workspace(x, q.size - 1, vertical=q, name="live_acc", logs={"Ei": 80.0})
+    # another Ei for each case, so that each starts with an empty prediction cache
+    expected = 80.0 if ei_log == "single value" else 90.0
+    ei = 80.0 if ei_log == "single value" else _time_series_ei([89.0, 90.5, 90.5])
+    data = make_workspace(x, q.size - 1, vertical=q, name="live_acc", logs={"Ei": ei})
+    code = SCRIPT.read_text()
     try:
         for update in range(2):
-            runpy.run_path(str(SCRIPT), init_globals={"input": data, "output": "live"})
-            assert AnalysisDataService.doesExist("live")
+            out = run_python_script(code, input=data, output="live")
+            assert out is AnalysisDataService.retrieve("live")
             pred = AnalysisDataService.retrieve("live_insnet")
             assert np.array_equal(x_of(pred), x) and np.array_equal(axis_values(pred, 1), q)
             assert pred.getRun().getProperty("insnet_cache_hit").value == update
-            assert pred.getRun().getProperty("Ei").value == 80.0
+            assert pred.getRun().getProperty("Ei").value == expected
             assert pred.getRun().getProperty("insnet_scale_factor").value > 0
-        copy = AnalysisDataService.retrieve("live")
-        assert np.array_equal(np.array(copy.readY(10)), np.array(data.readY(10)))
+        assert np.array_equal(np.array(out.readY(10)), np.array(data.readY(10)))
     finally:
         AnalysisDataService.clear()
+
+
+def test_postprocessing_script_without_input_says_so():
+    with pytest.raises(ValueError, match="no input workspace"):
+        run_python_script(SCRIPT.read_text(), input=None, output="live")
+
+
+def test_runpythonscript_wrapping_hides_globals_from_the_script():
+    """The helper reproduces the wrapping: a globals() test never sees input/output."""
+    code = "if 'input' in globals():\n    raise AssertionError('seen as global')\n" \
+           "output = None if input != 'in' else 'not there'\n"
+    with pytest.raises(KeyError, match="not there"):
+        run_python_script(code, input="in", output="x")

@@ -151,3 +151,20 @@ def test_standin_fails_loudly_on_anything_not_modelled():
     with pytest.raises(RuntimeError, match="not modelled"):
         ws.getAxis(0).setUnit("Degrees")
     assert using_standin()
+
+
+def test_no_workspace_log_under_a_name_mantid_reads_specially():
+    from insnet_core.spectrum import Spectrum
+    meta = {"proton_charge": 3.0, "goniometers": "x", "processed_histogram_bins": 1,
+            "peak_radius": 1.0, "inner_bkg_radius": 1.0, "outer_bkg_radius": 1.0,
+            "formula": "SiF4", "Ei": 5.0, "EI": 6.0}
+    spec = Spectrum(np.linspace(1.0, 5.0, 5), np.ones((1, 4)), metadata=meta)
+    run = spectrum_to_workspace(spec).getRun()
+    names = [p.name for p in run.getProperties()]
+    for reserved in ("proton_charge", "goniometers", "processed_histogram_bins", "peak_radius",
+                     "inner_bkg_radius", "outer_bkg_radius"):
+        assert reserved not in [n.lower() for n in names]
+        assert run.hasProperty(reserved + "_")
+    assert run.getProperty("proton_charge_").value == 3.0
+    assert run.getProperty("formula").value == "SiF4"
+    assert run.getProperty("Ei").value == 5.0 and run.getProperty("EI_").value == 6.0

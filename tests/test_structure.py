@@ -16,8 +16,8 @@ from insnet_core.structure import (
 REPO = Path(__file__).resolve().parents[1]
 # SiF4 (mp-1818) unit cell from Togo's phonondb 2018-04-17 (CC-BY-4.0), shipped in examples/
 SIF4 = REPO / "examples" / "data" / "phonondb" / "mp-1818-20180417" / "POSCAR-unitcell"
-# the project's read-only shared data next to the repository (optional)
-BA3ZNRU2O9 = REPO.parent / "shared" / "data" / "examples" / "Ba3ZnRu2O9.cif"
+# example structures kept with the tests (provenance: tests/data/README.md)
+BA3ZNRU2O9 = REPO / "tests" / "data" / "examples" / "Ba3ZnRu2O9.cif"
 
 
 def cell_volume(a, b, c, alpha, beta, gamma):
@@ -87,8 +87,8 @@ def poscar(symbols, counts, coords, lattice=((5, 0, 0), (0, 5, 0), (0, 0, 5)), s
 
 
 # ============================================================ good inputs
-def test_read_ba3znru2o9_cif(shared_dir):
-    path = shared_dir / "data" / "examples" / "Ba3ZnRu2O9.cif"
+def test_read_ba3znru2o9_cif():
+    path = BA3ZNRU2O9
     before = snapshot(path)
     s = read_structure(path)
     assert snapshot(path) == before
@@ -113,8 +113,8 @@ def test_read_ba3znru2o9_cif(shared_dir):
     assert np.linalg.norm(s.lattice[2]) == pytest.approx(14.1823, abs=1e-12)
 
 
-def test_read_teo2_poscar(shared_dir):
-    s = read_structure(shared_dir / "data" / "examples" / "TeO2.POSCAR")
+def test_read_teo2_poscar():
+    s = read_structure(BA3ZNRU2O9.parent / "TeO2.POSCAR")
     assert s.n_atoms == 12
     assert s.species == ("O",) * 8 + ("Te",) * 4
     assert s.formula == "TeO2"
@@ -184,8 +184,7 @@ def test_reading_emits_no_warnings(tmp_path):
         warnings.simplefilter("error")
         assert read_structure(path).n_atoms == 8
         assert read_structure(SIF4).n_atoms == 10
-        if BA3ZNRU2O9.exists():
-            read_structure(BA3ZNRU2O9)
+        read_structure(BA3ZNRU2O9)
 
 
 # ========================================================= Structure API

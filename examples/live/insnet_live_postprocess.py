@@ -1,13 +1,17 @@
 """insnet prediction next to live data: a post-processing script for StartLiveData.
 
 Use it as the PostProcessingScript (or PostProcessingScriptFilename) of
-StartLiveData / MonitorLiveData. As with every Mantid live-data script, Mantid
-defines two variables before running it:
+StartLiveData / MonitorLiveData. Mantid runs it through RunPythonScript, which
+puts the whole script inside a method body and passes two *local* variables
+(they are not globals, so the script looks them up with ``locals()``):
 
 * ``input``  - the accumulated data (a workspace, or its name), already reduced
   to energy transfer: a SofQW-style |Q|-E map (SEQUOIA) or a 1D spectrum in
   DeltaE / DeltaE_inWavenumber (VISION);
 * ``output`` - the name of the workspace the script must produce.
+
+Because of that wrapping, everything the script uses is imported and defined
+in the script itself (its functions see each other as closures).
 
 The script copies ``input`` to ``output`` unchanged and writes the insnet
 prediction, rebinned onto exactly the data's bins, next to it as
@@ -34,6 +38,7 @@ from mantid.simpleapi import CloneWorkspace
 
 from insnet_core.live import shared_overlay
 from insnet_core.mantid_adapter import binning_from_workspace, spectrum_to_workspace
+from insnet_core.mantid_algorithms import log_as_float
 
 
 def _float_or_none(text):
@@ -64,9 +69,8 @@ def postprocess(data, output_name):
     """Copy ``data`` to ``output_name``; write the prediction as ``<output_name>_insnet``."""
     ws = AnalysisDataService.retrieve(data) if isinstance(data, str) else data
     settings = dict(SETTINGS)
-    if settings["instrument"].upper() == "SEQUOIA" and settings["ei"] is None \
-            and ws.getRun().hasProperty("Ei"):
-        settings["ei"] = float(ws.getRun().getProperty("Ei").value)
+    if settings["instrument"].upper() == "SEQUOIA" and settings["ei"] is None:
+        settings["ei"] = log_as_float(ws, "Ei")  # a time-series log gives its mean
     CloneWorkspace(InputWorkspace=ws, OutputWorkspace=output_name)
     overlay = shared_overlay(**settings)
     spectrum = overlay.overlay_for(binning_from_workspace(ws))
@@ -83,5 +87,14 @@ def postprocess(data, output_name):
     return prediction
 
 
-if "input" in globals() and "output" in globals():  # run by Mantid's live data
-    postprocess(globals()["input"], globals()["output"])
+# Run by Mantid (RunPythonScript): 'input' and 'output' are locals of the wrapping method.
+# Imported as a module, neither is defined and nothing runs.
+_live_input, _live_output = locals().get("input"), locals().get("output")
+if _live_output is not None:
+    if not isinstance(_live_output, str) or not _live_output:
+        raise ValueError("insnet live script: 'output' must be the name of the workspace to "
+                         f"produce, got {_live_output!r}")
+    if _live_input is None:
+        raise ValueError("insnet live script: no input workspace ('input' is None); use it as "
+                         "the post-processing script of StartLiveData")
+    postprocess(_live_input, _live_output)

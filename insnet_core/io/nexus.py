@@ -12,10 +12,14 @@ produces (checked against real files written by Mantid 3.x-6.x), so that
   is ``'cm-1'``; in that case the values and errors are written as densities
   per cm^-1. The workspace is flagged as a distribution.
 * vertical axis (``axis2``): |Q| bin edges with unit ``MomentumTransfer`` for
-  powder maps (the layout of Mantid's ``SofQW`` output); spectrum numbers
-  1..n with unit ``spectraNumber`` for 1D spectra.
+  powder maps (the layout of Mantid's ``SofQW`` output); for 1D spectra the row
+  labels (e.g. VISION's backward / forward / average banks) as Mantid writes a
+  ``TextAxis``: one NX_CHAR string of the labels, each followed by a newline,
+  with ``units="TextAxis"`` (``NexusFileIO::writeNexusProcessedData2D``), which
+  ``LoadNexusProcessed`` reads back into a TextAxis.
 * ``spectrum.metadata`` becomes sample logs: numbers as float logs, strings as
-  string logs. A string log ``insnet_spectrum_json`` carries everything needed
+  string logs, never under a name Mantid reads specially
+  (:mod:`insnet_core.mantid_logs`). A string log ``insnet_spectrum_json`` carries everything needed
   to read the file back exactly (metadata, row labels, y label, display unit).
 
 Strings are written with the exact HDF5 encodings the NeXus C API gives them
@@ -43,13 +47,12 @@ import numpy as np
 
 from insnet_core import InputError, __version__
 from insnet_core.io import atomic_output, json_default
+from insnet_core.mantid_logs import JSON_LOG_NAME, sample_log_name
 from insnet_core.spectrum import Spectrum, densities_in_meV, edges_from_centres
 from insnet_core.units import normalise_energy_unit
 
 __all__ = ["save_nexus_processed", "load_nexus_processed", "read_binning", "JSON_LOG_NAME"]
 
-#: Name of the string sample log holding the exact insnet description of the spectrum.
-JSON_LOG_NAME = "insnet_spectrum_json"
 _JSON_FORMAT = "insnet-spectrum"
 _JSON_VERSION = 1
 #: NeXus API version recorded in the root attributes (as in files from Mantid 6.x).
@@ -59,7 +62,6 @@ _DEFINITION = "Mantid Processed Workspace"
 _DEFINITION_URL = "http://www.nexusformat.org/instruments/xml/NXprocessed.xml"
 _DEFINITION_LOCAL_URL = "http://www.isis.rl.ac.uk/xml/IXmantid.xml"
 _EMPTY_SHAPE_XML = '<type name="userShape">  </type>'
-_RESERVED_LOG_NAMES = {"goniometer", JSON_LOG_NAME}
 
 
 # =====================================================================
@@ -143,16 +145,6 @@ def _group(parent, name, nx_class, version=None):
     return grp
 
 
-def _log_name(key, used):
-    name = str(key).replace("/", "_").strip() or "_"
-    if name in (".", ".."):
-        name = "_" + name
-    while name in _RESERVED_LOG_NAMES or name in used:
-        name += "_"
-    used.add(name)
-    return name
-
-
 def _write_logs(entry, spectrum, payload):
     logs = _group(entry, "logs", "NXgroup", version=1)
     gonio = _group(logs, "goniometer", "NXpositioner", version=1)
@@ -162,10 +154,10 @@ def _write_logs(entry, spectrum, payload):
         if isinstance(value, (bool, np.bool_)):
             continue  # only numbers and strings become individual logs
         if isinstance(value, (int, float, np.integer, np.floating)):
-            grp = _group(logs, _log_name(key, used), "NXlog")
+            grp = _group(logs, sample_log_name(key, used), "NXlog")
             _attr_str(_data_num(grp, "value", [float(value)], np.float64), "units", " ")
         elif isinstance(value, str):
-            grp = _group(logs, _log_name(key, used), "NXlog")
+            grp = _group(logs, sample_log_name(key, used), "NXlog")
             _attr_str(_data_str(grp, "value", value, nul=False), "units", " ")
     grp = _group(logs, JSON_LOG_NAME, "NXlog")
     _attr_str(_data_str(grp, "value", payload, nul=False), "units", " ")
@@ -213,6 +205,16 @@ def _write_instrument(entry, n_rows, now):
               nul=False)
     _data_str(xml, "type", "text/xml", nul=False)
     _data_str(inst, "name", " ", nul=False)
+
+
+def _text_axis(labels):
+    """Row labels as Mantid writes a TextAxis: each label followed by a newline.
+
+    A newline inside a label would split it on reading, so it becomes a blank;
+    an empty label becomes a blank too (Mantid's reader skips empty lines).
+    """
+    return "".join((str(label).replace("\r", " ").replace("\n", " ") or " ") + "\n"
+                   for label in labels)
 
 
 def save_nexus_processed(spectrum, path, workspace_name="insnet", title=None):
@@ -309,10 +311,8 @@ def save_nexus_processed(spectrum, path, workspace_name="insnet", title=None):
                 axis2 = _data_num(ws, "axis2", spectrum.q_edges, np.float64)
                 _attr_str(axis2, "units", "MomentumTransfer")
             else:
-                axis2 = _data_num(ws, "axis2", np.arange(1, n_rows + 1), np.float64)
-                _attr_str(axis2, "caption", "Spectrum")
-                _attr_str(axis2, "label", "")
-                _attr_str(axis2, "units", "spectraNumber")
+                axis2 = _data_str(ws, "axis2", _text_axis(spectrum.labels), nul=False)
+                _attr_str(axis2, "units", "TextAxis")
     return path
 
 

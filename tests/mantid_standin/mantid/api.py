@@ -1,12 +1,13 @@
 """Stand-in for ``mantid.api``: algorithms, file/workspace properties, workspaces, ADS."""
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
 
 from mantid._strict import Strict, not_modelled
-from mantid.kernel import Direction, Property, logger
+from mantid.kernel import Direction, FloatTimeSeriesProperty, Property, logger
 
 __all__ = ["PythonAlgorithm", "AlgorithmFactory", "AnalysisDataService", "mtd",
            "FileProperty", "FileAction", "WorkspaceProperty", "MatrixWorkspaceProperty",
@@ -214,18 +215,26 @@ class _LogProperty(Strict):
     def type(self):
         if isinstance(self.value, str):
             return "string"
-        if isinstance(self.value, int):
-            return "number"
-        if isinstance(self.value, float):
+        if isinstance(self.value, (bool, int, float)):
             return "number"
         return "array"
 
 
+#: The exact Python types Run.addProperty turns into a log (Mantid's PropertyWithValueFactory).
+_LOG_TYPES = (float, int, bool, str, list)
+
+
 class Run(Strict):
-    """Sample logs of a workspace."""
+    """Sample logs of a workspace (names case-insensitive, as in Mantid's PropertyManager)."""
 
     def __init__(self):
         self._props = {}
+
+    @staticmethod
+    def _key(name):
+        if not isinstance(name, str):
+            raise TypeError(f"log name must be a str, got {type(name).__name__}")
+        return name.lower()
 
     def addProperty(self, name, value, *args):
         """addProperty(name, value, replace) or addProperty(name, value, units, replace)."""
@@ -238,35 +247,63 @@ class Run(Strict):
                             "addProperty(name, value, units, replace)")
         if not isinstance(replace, bool):
             raise TypeError("addProperty: 'replace' must be a bool")
-        if isinstance(value, bool) or value is None or isinstance(value, dict):
-            raise TypeError(f"mantid stand-in: log {name!r} of type {type(value).__name__} is "
-                            "not modelled (use int, float, str or a list of numbers)")
-        if isinstance(value, (np.integer,)):
-            value = int(value)
-        elif isinstance(value, np.floating):
-            value = float(value)
-        elif isinstance(value, (list, tuple, np.ndarray)):
+        if isinstance(value, FloatTimeSeriesProperty):
+            value = copy.deepcopy(value)  # Mantid stores a clone
+        elif type(value) not in _LOG_TYPES:
+            raise TypeError(f"addProperty: log {name!r}: a value of type "
+                            f"{type(value).__name__} is not accepted (use a Python float, int, "
+                            "bool, str or list; convert numpy values with float()/int()/"
+                            ".tolist())")
+        elif type(value) is list:
+            if not value or not all(type(v) in (float, int) for v in value):
+                raise NotImplementedError(f"mantid stand-in: log {name!r}: only non-empty lists "
+                                          "of Python numbers are modelled")
             value = np.asarray(value, dtype=float)
-        elif not isinstance(value, (int, float, str)):
-            raise TypeError(f"mantid stand-in: log {name!r} of type {type(value).__name__} is "
-                            "not modelled")
-        if name in self._props and not replace:
+        key = self._key(name)
+        if key in self._props and not replace:
             raise ValueError(f"Property with name '{name}' already exists")
-        self._props[name] = _LogProperty(name, value, str(units))
+        if isinstance(value, FloatTimeSeriesProperty):
+            value.name = name
+            self._props[key] = value
+        else:
+            self._props[key] = _LogProperty(name, value, str(units))
 
     def hasProperty(self, name):
-        return name in self._props
+        return self._key(name) in self._props
 
     def getProperty(self, name):
-        if name not in self._props:
+        key = self._key(name)
+        if key not in self._props:
             raise RuntimeError(f"Unknown property search object {name}")
-        return self._props[name]
+        return self._props[key]
 
     def getLogData(self, name):
         return self.getProperty(name)
 
+    def getPropertyAsSingleValue(self, name, *args, **kwargs):
+        """The log as one float: a number as is, a time series as the mean of its values,
+        a string parsed as a number; anything else raises ValueError (Mantid's
+        std::invalid_argument). Only the default statistic (Mean) is modelled."""
+        if args or kwargs:
+            raise NotImplementedError("mantid stand-in: getPropertyAsSingleValue is modelled "
+                                      "with the default statistic (Mean) only")
+        prop = self.getProperty(name)
+        if isinstance(prop, FloatTimeSeriesProperty):
+            return prop._mean()
+        value = prop.value
+        if isinstance(value, (bool, int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f'Run::getPropertyAsSingleValue - Property "{name}" cannot '
+                                 "be converted to a numeric value.") from None
+        raise ValueError(f'Run::getPropertyAsSingleValue - Property "{name}" is not a single '
+                         "numeric value or numeric time series.")
+
     def keys(self):
-        return list(self._props)
+        return [p.name for p in self._props.values()]
 
     def getProperties(self):
         return list(self._props.values())
@@ -570,7 +607,8 @@ class FileProperty(Property):
 
     def setValue(self, value):
         if not isinstance(value, str):
-            value = os.fspath(value)
+            raise TypeError(f"Could not set property {self.name}: expected a string (a file "
+                            f"name), got {type(value).__name__}; pass str(path)")
         if value and not os.path.exists(value):
             raise ValueError(f'File "{value}" not found')
         self._value = os.path.abspath(value) if value else ""
@@ -607,7 +645,7 @@ class WorkspaceProperty(Property):
             self.isDefault = False
             return
         if not isinstance(value, str):
-            raise ValueError(f"{self.name}: expected a workspace or a workspace name, got "
+            raise TypeError(f"{self.name}: expected a workspace or a workspace name, got "
                              f"{type(value).__name__}")
         self._workspace_name = value
         self.isDefault = False
@@ -728,21 +766,30 @@ class PythonAlgorithm(Strict):
                                           "modelled")
             prop = Property(params["name"], default, params.get("validator"),
                             params.get("direction", Direction.Input), params.get("doc", ""))
-        if prop.name in self._props:
+        key = self._key(prop.name)
+        if key in self._props:
             raise RuntimeError(f"Property with given name already exists: {prop.name}")
-        self._props[prop.name] = prop
-        self._order.append(prop.name)
+        self._props[key] = prop
+        self._order.append(key)
+
+    @staticmethod
+    def _key(name):
+        """Property names are case-insensitive (Mantid's PropertyManager::createKey)."""
+        if not isinstance(name, str):
+            raise TypeError(f"property name must be a str, got {type(name).__name__}")
+        return name.lower()
 
     def existsProperty(self, name):
-        return name in self._props
+        return self._key(name) in self._props
 
     def getProperties(self):
         return [self._props[n] for n in self._order]
 
     def getProperty(self, name):
-        if name not in self._props:
+        key = self._key(name)
+        if key not in self._props:
             raise RuntimeError(f"Unknown property search object {name}")
-        return self._props[name]
+        return self._props[key]
 
     def getPropertyValue(self, name):
         return self.getProperty(name).valueAsStr
@@ -773,10 +820,10 @@ class PythonAlgorithm(Strict):
         """Validate properties and inputs, run PyExec, store outputs in the ADS."""
         self.initialize()
         problems = {}
-        for name in self._order:
-            why = self._props[name].isValid()
+        for key in self._order:
+            why = self._props[key].isValid()
             if why:
-                problems[name] = why
+                problems[self._props[key].name] = why
         if not problems:
             issues = self.validateInputs()
             if not isinstance(issues, dict):
@@ -791,13 +838,14 @@ class PythonAlgorithm(Strict):
         except Exception as exc:
             logger.error(f"Error in execution of algorithm {self.name()}:\n{exc}")
             raise RuntimeError(f"{exc}") from exc
-        for name in self._order:
-            prop = self._props[name]
+        for key in self._order:
+            prop = self._props[key]
             if isinstance(prop, WorkspaceProperty) and prop.direction == Direction.Output:
                 if prop._value is None:
                     if prop.optional == PropertyMode.Optional:
                         continue
-                    raise RuntimeError(f"{self.name()}: output workspace {name} was not set")
+                    raise RuntimeError(f"{self.name()}: output workspace {prop.name} was not "
+                                       "set")
                 AnalysisDataService.addOrReplace(prop.valueAsStr, prop._value)
         self._executed = True
         return True

@@ -6,7 +6,7 @@ import numbers
 from mantid._strict import Strict, not_modelled
 
 __all__ = ["Direction", "Property", "StringListValidator", "FloatBoundedValidator",
-           "IntBoundedValidator", "logger"]
+           "IntBoundedValidator", "FloatTimeSeriesProperty", "logger"]
 
 
 class Direction:
@@ -96,7 +96,13 @@ class Property(Strict):
         self.isDefault = True
 
     # -- conversion -------------------------------------------------------
+    def _wrong_type(self, value, expected):
+        return TypeError(f"Could not set property {self.name}: expected {expected}, got "
+                         f"{type(value).__name__}")
+
     def _convert(self, value):
+        """Mantid's rules: a str is parsed (failure: ValueError); any other value must
+        already be of the property's type (otherwise TypeError)."""
         if self._type is bool:
             if isinstance(value, str):
                 low = value.strip().lower()
@@ -106,35 +112,39 @@ class Property(Strict):
                     return False
                 raise ValueError(f'Could not set property {self.name}. Can not convert '
                                  f'"{value}" to bool')
+            if not isinstance(value, (bool, numbers.Integral)):
+                raise self._wrong_type(value, "a bool")
             return bool(value)
         if self._type is float:
-            if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
-                raise ValueError(f"Could not set property {self.name}: expected a float, "
-                                 f"got {type(value).__name__}")
-            try:
-                return float(value)
-            except ValueError:
-                raise ValueError(f'Could not set property {self.name}. Can not convert '
-                                 f'"{value}" to double') from None
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    raise ValueError(f'Could not set property {self.name}. Can not convert '
+                                     f'"{value}" to double') from None
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise self._wrong_type(value, "a float")
+            return float(value)
         if self._type is int:
-            if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
-                raise ValueError(f"Could not set property {self.name}: expected an int, "
-                                 f"got {type(value).__name__}")
-            try:
-                return int(value)
-            except ValueError:
-                raise ValueError(f'Could not set property {self.name}. Can not convert '
-                                 f'"{value}" to int') from None
+            if isinstance(value, str):
+                try:
+                    return int(value)
+                except ValueError:
+                    raise ValueError(f'Could not set property {self.name}. Can not convert '
+                                     f'"{value}" to int') from None
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise self._wrong_type(value, "an int")
+            return int(value)
         if self._type is str:
             if not isinstance(value, str):
-                raise ValueError(f"Could not set property {self.name}: expected a string, "
-                                 f"got {type(value).__name__}")
+                raise self._wrong_type(value, "a string")
             return value
         raise NotImplementedError(f"mantid stand-in: properties of type {self._type.__name__} "
                                   "are not modelled")
 
     def setValue(self, value):
-        """Convert and validate ``value``; raise ValueError with Mantid's wording when invalid."""
+        """Convert and validate ``value``: TypeError for a value of the wrong type,
+        ValueError (Mantid's wording) when a string does not parse or the validator refuses."""
         converted = self._convert(value)
         if self._validator is not None:
             problem = self._validator.isValid(converted)
@@ -163,6 +173,43 @@ class Property(Strict):
         if isinstance(self._validator, StringListValidator):
             return self._validator.allowedValues()
         return []
+
+
+class FloatTimeSeriesProperty(Strict):
+    """A time-series log of floats (as made by live data and most instrument logs).
+
+    ``addValue(time, value)`` appends one entry (time: an ISO-8601 string);
+    ``value`` is the array of values (a numpy array, as in Mantid: ``float()`` of
+    it fails for more than one entry); ``size()`` the number of entries.
+    """
+
+    def __init__(self, name):
+        self.name = str(name)
+        self.units = ""
+        self._times = []
+        self._values = []
+
+    def addValue(self, time, value):
+        if not isinstance(time, str):
+            raise NotImplementedError("mantid stand-in: FloatTimeSeriesProperty.addValue takes "
+                                      "the time as an ISO-8601 string only")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"addValue: expected a float value, got {type(value).__name__}")
+        self._times.append(time)
+        self._values.append(float(value))
+
+    def size(self):
+        return len(self._values)
+
+    @property
+    def value(self):
+        import numpy as np
+        return np.array(self._values, dtype=float)
+
+    def _mean(self):
+        if not self._values:
+            raise ValueError(f"time series '{self.name}' has no entries")
+        return sum(self._values) / len(self._values)
 
 
 class _Logger(Strict):

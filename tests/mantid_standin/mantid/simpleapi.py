@@ -1,8 +1,8 @@
 """Stand-in for ``mantid.simpleapi``: call a registered algorithm by name.
 
 ``Name(Prop=value, ..., OutputWorkspace='ws')`` creates the algorithm, sets
-each property (a bad value raises ValueError 'Problem setting "Prop" in
-Name-v1: ...'), executes it (invalid inputs raise RuntimeError listing the
+each property (a bad value raises ValueError, a value of the wrong type
+TypeError, both worded 'Problem setting "Prop" in Name-v1: ...'), executes it (invalid inputs raise RuntimeError listing the
 validateInputs messages) and returns the output workspace (a tuple when the
 algorithm has several outputs). Only algorithms subscribed through
 ``AlgorithmFactory.subscribe`` exist here.
@@ -27,13 +27,14 @@ def _make_function(name, cls):
                 raise ValueError(f'Unknown property "{key}" for {name}-v{alg.version()}')
             try:
                 alg.setProperty(key, value)
-            except ValueError as exc:
-                raise ValueError(f'Problem setting "{key}" in {name}-v{alg.version()}: '
-                                 f"{exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f'Problem setting "{key}" in {name}-v{alg.version()}: '
+                                f"{exc}") from None
         outputs = [p for p in alg.getProperties()
                    if isinstance(p, WorkspaceProperty) and p.direction == Direction.Output]
+        given = {key.lower() for key in kwargs}
         for p in outputs:
-            if p.name not in kwargs:
+            if p.name.lower() not in given:
                 raise NotImplementedError(
                     f"mantid stand-in: give {p.name} explicitly (real Mantid can take it "
                     "from the variable being assigned; the stand-in does not)")
