@@ -86,6 +86,12 @@ def build_parser():
     show.add_argument("material_id")
     show.add_argument("--db", required=True, help="database folder")
     show.add_argument("-o", "--output", required=True, help="PNG file")
+    cmp_ = dsub.add_parser("compare", help="how much the VISION targets of two builds differ "
+                                          "(1 - cosine), by class")
+    cmp_.add_argument("old", help="database folder (any format)")
+    cmp_.add_argument("new", help="database folder (any format)")
+    cmp_.add_argument("--threshold", type=float, default=0.01,
+                      help="count crystals whose 1 - cosine exceeds this (default 0.01)")
     info = dsub.add_parser("info", help="counts, flags and failures of a database")
     info.add_argument("--db", required=True, help="database folder")
     info.add_argument("--card", default=None, help="also write the data card (Markdown) here")
@@ -214,6 +220,10 @@ def run_dataset(args):
                        consolidate_every=args.consolidate_every, progress=not args.quiet)
         print("planned {planned}, already done {skipped}, computed {computed} "
               "(failed {failed})".format(**counts))
+        return 0
+    if args.dataset_command == "compare":
+        from insnet_core.dataset.compare import compare_targets, format_comparison
+        print(format_comparison(compare_targets(args.old, args.new, args.threshold)))
         return 0
     from insnet_core.dataset.reader import Database
     db = Database(args.db)

@@ -1,7 +1,9 @@
 """The training database: build, SIGKILL + resume, stored vs regenerated targets, failures."""
 import csv
 import io
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,13 +11,16 @@ import tarfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from insnet_core import InputError
+from insnet_core.cli import main
 from insnet_core.dataset.build import build
 from insnet_core.dataset.reader import Database, split_of
 from insnet_core.dataset.record import BuildConfig
+from insnet_core.dataset.store import read_shard
 from insnet_core.simulate import simulate
 
 GOOD = ["mp-2667", "mp-1818", "mp-661", "mp-39"]
@@ -154,7 +159,7 @@ def test_regenerated_map_equals_engine_direct_result(reference_db, example_dir, 
     db = Database(reference_db)
     regenerated = db.regenerate(mid, "map")
     direct = simulate(example_dir / f"{mid}-20180417", "Ideal2D", orders=FAST.orders,
-                      grouping="element").total
+                      grouping="element", temperature=FAST.temperature).total
     assert regenerated.values.shape == (300, 300)
     np.testing.assert_array_equal(regenerated.energy_edges, direct.energy_edges)
     np.testing.assert_array_equal(regenerated.q_edges, direct.q_edges)
@@ -232,3 +237,34 @@ def test_committed_database_covers_phonondb():
                                rtol=1e-5, atol=1e-6 * rec["vision"].max())
     below_1thz = np.mean([db.record(m)["min_energy"] < -4.1357 for m in ok])
     assert 0.15 < below_1thz < 0.35  # about a quarter of phonondb is unstable in this setting
+
+
+def test_compare_counts_changed_targets(reference_db, tmp_path):
+    from insnet_core.dataset.compare import compare_targets
+    same = compare_targets(reference_db, reference_db)
+    assert same["rows"][0][:3] == ("all", 4, 0) and same["rows"][0][5] < 1e-12
+    changed = tmp_path / "db"
+    shutil.copytree(reference_db, changed)
+    shard = sorted(changed.glob("*.h5"))[0]
+    with h5py.File(shard, "r+") as f:
+        vision = f["vision"][()]
+        vision[0, -1, :60] *= 3.0          # first crystal of the shard: low half tripled
+        f["vision"][...] = vision
+    result = compare_targets(reference_db, changed)
+    assert result["rows"][0][2] == 1 and result["worst"][0][1] > 0.01
+    assert main(["dataset", "compare", str(reference_db), str(changed)]) == 0
+
+
+def test_older_database_format_is_refused_clearly(reference_db, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(reference_db, old)
+    meta = json.loads((old / "build.json").read_text())
+    meta["config"]["format"] = 1
+    (old / "build.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="format 1.*rebuild"):
+        Database(old)
+    shard = sorted(old.glob("*.h5"))[0]
+    with h5py.File(shard, "r+") as f:     # a format-1 shard stored an isotropic 'dos'
+        f.move("dos_axes", "dos")
+    with pytest.raises(InputError, match="no principal-axis DOS.*rebuild"):
+        read_shard(shard)
