@@ -8,8 +8,10 @@ not 300) it times, wall-clock, each in isolation:
 
 * phonopy load + force constants (:func:`insnet_core.phonons.load_phonopy`);
 * mesh diagonalisation at the reference spacing 0.1 1/A (:func:`run_mesh`);
-* ingredients (:func:`build_ingredients`);
+* ingredients (:func:`build_ingredients`), anisotropic fundamentals (default);
 * the 300x300 Ideal2D map, orders 1..4, at 0 K and at 300 K (:func:`simulate_ingredients`);
+* the same ingredients + 0 K map with ``isotropic=True`` (the baseline of the anisotropic
+  fundamentals, same run);
 * VISION 1D, orders 1..4, 0 K;
 * the reference tool: euphonic's coherent one-phonon powder map on the same |Q| x E grid
   (same force constants, written by phonopy and read by ``ForceConstants.from_phonopy``),
@@ -164,10 +166,15 @@ def worker_insnet(folder, yaml_dir, repeats, budget):
     t_ing, n_ing, ing, _ = best_of(lambda: build_ingredients(modes), repeats, budget)
     res.update(ingredients_s=t_ing, ingredients_runs=n_ing, groups=ing.n_groups,
                grid_points=int(ing.dos.shape[1]))
+    t_iso, _, ing_iso, _ = best_of(lambda: build_ingredients(modes, isotropic=True), repeats,
+                                   budget)
+    map_iso = Settings.check("Ideal2D", orders=4, temperature=0.0)
+    t_map_iso, _, _, _ = best_of(lambda: simulate_ingredients(ing_iso, map_iso), repeats, budget)
+    res.update(ingredients_iso_s=t_iso, map0_iso_s=t_map_iso)
 
-    cases = {"map0": Settings.check("Ideal2D", orders=4),
+    cases = {"map0": Settings.check("Ideal2D", orders=4, temperature=0.0),
              "map300": Settings.check("Ideal2D", orders=4, temperature=300.0),
-             "vision": Settings.check("VISION", orders=4)}
+             "vision": Settings.check("VISION", orders=4, temperature=0.0)}
     shape = None
     for key, settings in cases.items():
         t, n, out, _ = best_of(lambda s=settings: simulate_ingredients(ing, s), repeats, budget)
@@ -404,7 +411,8 @@ def report(results, args, total_s, load_before, load_after):
               "contention (multithreaded BLAS suffers most: try --blas-threads 1).")
     print()
     headers = ["crystal", "prim atoms", "mesh / irr-q", "load s", "mesh s", "ingredients s",
-               "map 0 K s", "map 300 K s", "VISION s", "euphonic map s", "ratio eu/insnet",
+               "map 0 K s", "map 300 K s", "VISION s", "isotropic: ingr. + map 0 K s",
+               "ratio aniso/iso", "euphonic map s", "ratio eu/insnet",
                "peak RSS MB insnet/eu"]
     rows = []
     for r in results:
@@ -419,7 +427,10 @@ def report(results, args, total_s, load_before, load_after):
         rows.append([f"{r['material_id']} {r['formula']}", f"{r['prim_atoms']}{cell}",
                      f"{'x'.join(map(str, r['mesh']))} / {r['irr_q']}",
                      fmt(r["load_s"]), fmt(r["mesh_s"]), fmt(r["ingredients_s"]),
-                     fmt(r["map0_s"]), fmt(r["map300_s"]), fmt(r["vision_s"]), eu_s, ratio, rss])
+                     fmt(r["map0_s"]), fmt(r["map300_s"]), fmt(r["vision_s"]),
+                     fmt(r["ingredients_iso_s"] + r["map0_iso_s"]),
+                     f"{(r['ingredients_s'] + r['map0_s']) / (r['ingredients_iso_s'] + r['map0_iso_s']):.1f}x",
+                     eu_s, ratio, rss])
     print(table(headers, rows))
 
     print()

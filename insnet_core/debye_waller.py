@@ -106,7 +106,9 @@ def debye_waller_tensors(modes, temperature, min_energy):
     weight = np.zeros_like(energies)
     weight[keep] = _coth_over_energy(energies[keep], temperature)
     weight *= modes.q_weights[:, None]
-    summed = np.einsum("qm,qmkc->kc", weight, modes.displacement_tensors.astype(float))
+    tens = modes.displacement_tensors                       # float32: sum in float32 BLAS
+    summed = (weight.astype(tens.dtype).ravel() @ tens.reshape(weight.size, -1)).astype(float)
+    summed = summed.reshape(tens.shape[2], 6)
     tensors = tensors_from_components(summed) * (HBAR2_OVER_2AMU / modes.masses)[:, None, None]
     return symmetrize(tensors, modes.rotations, modes.permutations)
 

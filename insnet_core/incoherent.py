@@ -214,8 +214,8 @@ def build_ingredients(modes, grouping="site", bin_width=DEFAULT_BIN_WIDTH,
             debye_waller_tensors(modes, check_temperature(temperature), min_energy))
 
     def deposit(row, weights):
-        np.add.at(row, lo.ravel(), (weights * (1 - frac)).ravel())
-        np.add.at(row, lo.ravel() + 1, (weights * frac).ravel())
+        row += np.bincount(lo.ravel(), (weights * (1 - frac)).ravel(), minlength=n_grid)[:n_grid]
+        row += np.bincount(lo.ravel() + 1, (weights * frac).ravel(), minlength=n_grid)[:n_grid]
 
     labels, elements, counts = [], [], []
     for gi, rep in enumerate(reps):
@@ -257,8 +257,8 @@ def _axis_split(modes, members, axes, principal, degenerate=1e-6):
     from insnet_core.debye_waller import axis_projection_coefficients
 
     tens = modes.displacement_tensors
-    proj = sum(tens[:, :, k, :].astype(float) @ axis_projection_coefficients(axes[k])
-               for k in members) / len(members)
+    proj = sum(tens[:, :, k, :] @ axis_projection_coefficients(axes[k]).astype(tens.dtype)
+               for k in members).astype(float) / len(members)
     proj = np.clip(proj, 0.0, None)
     scale = np.max(np.abs(principal)) or 1.0
     clusters = [[0]]                       # principal values are ascending

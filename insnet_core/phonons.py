@@ -458,9 +458,12 @@ def _displacement_tensors(eig, n_atoms):
     (component index first). Returns (n_q, n_bands, n_atoms, 6).
     """
     e = eig.reshape(eig.shape[0], n_atoms, 3, eig.shape[2])      # [q, atom, alpha, band]
+    re = np.ascontiguousarray(e.real, dtype=np.float32)
+    im = np.ascontiguousarray(e.imag, dtype=np.float32)
     out = np.empty((eig.shape[0], eig.shape[2], n_atoms, 6), dtype=np.float32)
-    for c, (a, b) in enumerate(TENSOR_COMPONENTS):
-        out[..., c] = np.transpose((e[:, :, a] * e[:, :, b].conj()).real, (0, 2, 1))
+    for c, (a, b) in enumerate(TENSOR_COMPONENTS):   # Re(e_a e_b*) = Re Re + Im Im
+        out[..., c] = np.transpose(re[:, :, a] * re[:, :, b] + im[:, :, a] * im[:, :, b],
+                                   (0, 2, 1))
     return out
 
 
