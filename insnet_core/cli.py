@@ -96,6 +96,9 @@ def build_parser():
     info.add_argument("--db", required=True, help="database folder")
     info.add_argument("--card", default=None, help="also write the data card (Markdown) here")
     info.add_argument("--source", default=None, help="phonondb folder (for the planned count)")
+    info.add_argument("--compare-with", default=None, metavar="OLD_DB",
+                      help="with --card: add how the VISION targets changed from this "
+                           "earlier build (any format)")
     return parser
 
 
@@ -241,7 +244,11 @@ def run_dataset(args):
         print(f"  {len(ids):5d} failed: {reason[:100]}")
     if args.card:
         from insnet_core.dataset.card import write_datacard
-        write_datacard(db, args.card, args.source)
+        comparison = None
+        if args.compare_with:
+            from insnet_core.dataset.compare import compare_targets, format_comparison
+            comparison = format_comparison(compare_targets(args.compare_with, args.db))
+        write_datacard(db, args.card, args.source, comparison)
         print(f"wrote {args.card}")
     return 0
 

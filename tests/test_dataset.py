@@ -269,3 +269,13 @@ def test_older_database_format_is_refused_clearly(reference_db, tmp_path):
         f.move("dos_axes", "dos")
     with pytest.raises(InputError, match="no principal-axis DOS.*rebuild"):
         read_shard(shard)
+
+
+def test_datacard_with_comparison(reference_db, tmp_path):
+    card = tmp_path / "DATACARD.md"
+    assert main(["dataset", "info", "--db", str(reference_db), "--card", str(card),
+                 "--compare-with", str(reference_db)]) == 0
+    text = card.read_text()
+    assert "principal axes" in text and "record format 2" in text
+    assert "## Changes of the VISION targets from the previous build" in text
+    assert "| all | 4 | 0 (0.0 %)" in text

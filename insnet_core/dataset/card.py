@@ -9,8 +9,12 @@ from insnet_core.dataset.build import read_index
 __all__ = ["datacard_text", "write_datacard"]
 
 
-def datacard_text(db, source=None):
-    """Markdown data card: counts, elements, flags, failures by reason, rebuild, licence."""
+def datacard_text(db, source=None, comparison=None):
+    """Markdown data card: counts, elements, flags, failures by reason, rebuild, licence.
+
+    ``comparison``: optional Markdown (``insnet_core.dataset.compare.format_comparison``)
+    of how the VISION targets changed from the previous build.
+    """
     ok = db.ids()
     failed = db.ids(status="failed")
     recs = [db.record(m) for m in ok]
@@ -45,8 +49,11 @@ def datacard_text(db, source=None):
         "Every record: structure (primitive lattice, species, fractional positions), "
         "provenance (material id, sha256 of the source files, package versions in the shard "
         "attributes), per-element one-phonon DOS on a "
-        f"{cfg.bin_width:g} meV grid with masses, cross sections and atom counts, mean-square "
-        "displacements at 0 and 300 K, the VISION target (10-1200 cm^-1, 10 cm^-1 bins; "
+        f"{cfg.bin_width:g} meV grid along the three principal axes of the element's "
+        "Debye-Waller tensor (what the anisotropic fundamentals need; their mean is the "
+        "isotropic DOS) with masses, cross sections and atom counts, mean-square "
+        "displacements at 0 and 300 K (and the principal values at 0 K), the VISION target "
+        "(10-1200 cm^-1, 10 cm^-1 bins; "
         "backward, forward, average), and flags (minimum frequency, imaginary fraction, "
         "modes above 150 meV, contains H, failure reason).",
         "",
@@ -55,8 +62,11 @@ def datacard_text(db, source=None):
         "`Database.regenerate(id, 'map')`) rebuilds it from the ingredients, equal to the "
         "engine's direct result to float32 precision (tests/test_dataset.py).",
         "",
-        f"Settings: mesh spacing < {cfg.mesh_spacing:g} 1/A (Gamma-centred), phonon orders "
-        f"1-{cfg.orders}, ingredients grouped per {cfg.grouping}, T = 0 K for the targets.",
+        f"Settings: record format {cfg.format}; mesh spacing < {cfg.mesh_spacing:g} 1/A "
+        f"(Gamma-centred), phonon orders 1-{cfg.orders}, ingredients grouped per "
+        f"{cfg.grouping}, T = {cfg.temperature:g} K for the targets; fundamentals with the "
+        "anisotropic Debye-Waller factor (exact powder average, docs/engine.md), overtones "
+        "isotropic.",
         "",
         "## Elements (number of crystals containing each)",
         "",
@@ -71,6 +81,9 @@ def datacard_text(db, source=None):
     for reason, ids in sorted(fails.items(), key=lambda kv: -len(kv[1])):
         shown = ", ".join(ids[:8]) + (" ..." if len(ids) > 8 else "")
         lines.append(f"* {len(ids)}: {reason} ({shown})")
+    if comparison:
+        lines += ["", "## Changes of the VISION targets from the previous build", "",
+                  comparison]
     lines += [
         "",
         "## Rebuild",
@@ -94,7 +107,7 @@ def datacard_text(db, source=None):
     return "\n".join(lines)
 
 
-def write_datacard(db, path, source=None):
+def write_datacard(db, path, source=None, comparison=None):
     """Write :func:`datacard_text` to ``path``."""
-    Path(path).write_text(datacard_text(db, source))
+    Path(path).write_text(datacard_text(db, source, comparison))
     return path
