@@ -271,6 +271,10 @@ def _row_labels(ws, n_rows):
     return [f"spectrum {i + 1}" for i in range(n_rows)]
 
 
+#: Text sample logs :func:`workspace_to_spectrum` carries (a prediction's provenance).
+_TEXT_LOGS = ("prediction_method", "model", "model_version", "formula")
+
+
 def workspace_to_spectrum(ws, log_names=("Ei", "temperature_K")):
     """A reduced MatrixWorkspace as a Spectrum (the workspace is only read).
 
@@ -290,7 +294,9 @@ def workspace_to_spectrum(ws, log_names=("Ei", "temperature_K")):
         Values and errors as densities per meV: a histogram workspace not
         flagged as a distribution is divided by its energy bin widths (in the
         workspace's unit) first, then wavenumber densities are converted to
-        per meV. Metadata: ``source_workspace`` and the logs found.
+        per meV. Metadata: ``source_workspace``, the numeric logs found and
+        the text logs ``prediction_method``, ``model``, ``model_version`` and
+        ``formula`` when present.
     """
     energy_edges, q_edges, unit = binning_from_workspace(ws)
     values = np.array(ws.extractY(), dtype=float)
@@ -309,6 +315,11 @@ def workspace_to_spectrum(ws, log_names=("Ei", "temperature_K")):
                 meta[name] = float(run.getPropertyAsSingleValue(name))
             except (ValueError, RuntimeError):
                 continue
+    for name in _TEXT_LOGS:
+        if run.hasProperty(name):
+            value = run.getProperty(name).value
+            if isinstance(value, str):
+                meta[name] = value
     return Spectrum(energy_edges=energy_edges, values=values, errors=errors, q_edges=q_edges,
                     labels=None if q_edges is not None else _row_labels(ws, values.shape[0]),
                     y_label=ws.YUnitLabel() or "intensity", display_energy_unit=unit,

@@ -40,7 +40,9 @@ Rules
   + 2 pred cov(s, b) + sigma_b^2`` (the last two terms only with a fitted
   background). The scale error is the fit's (covariance of the weighted least
   squares), multiplied by sqrt(chi^2/dof) when chi^2/dof > 1 (the model does
-  not describe the data within its errors; ``inflated`` says so).
+  not describe the data within its errors; ``inflated`` says so). chi^2/dof
+  falls below 1 when many fit bins expect far less than one count (energy gain
+  at low temperature without background): restrict FitEnergyRange there.
 
 All energies are meV, |Q| in 1/angstrom, values per meV (densities), as in
 :class:`~insnet_core.spectrum.Spectrum`.
@@ -526,9 +528,8 @@ def integrate_q(data, pred, fit, q_range=DEFAULT_MAGNETIC_Q_RANGE):
     """The residual integrated over a |Q| range, as a function of energy transfer.
 
     Sums ``R * dQ`` over the parts of |Q| bins inside ``q_range``; bins without
-    data contribute nothing (the measured |Q| width at each energy is in the
-    metadata as ``q_width_covered`` only for the whole range, see below). The
-    error keeps the correlations through the scale: per energy bin
+    data (NaN) contribute nothing, so near the kinematic limits the integral
+    covers only the measured part of the range. The error keeps the correlations through the scale: per energy bin
     ``var = sum(w^2 (var_data + (s sigma_pred)^2)) + W^T C W`` with
     ``W = (sum w pred, sum w)`` and C the (scale, background) covariance.
 
