@@ -529,7 +529,8 @@ def integrate_q(data, pred, fit, q_range=DEFAULT_MAGNETIC_Q_RANGE):
 
     Sums ``R * dQ`` over the parts of |Q| bins inside ``q_range``; bins without
     data (NaN) contribute nothing, so near the kinematic limits the integral
-    covers only the measured part of the range. The error keeps the correlations through the scale: per energy bin
+    covers only the measured part of the range. The error keeps the correlations
+    through the scale: per energy bin
     ``var = sum(w^2 (var_data + (s sigma_pred)^2)) + W^T C W`` with
     ``W = (sum w pred, sum w)`` and C the (scale, background) covariance.
 
