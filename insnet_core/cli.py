@@ -65,6 +65,8 @@ def build_parser():
     sim.add_argument("--plot", default=None, help="also write a PNG plot here")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    _add_subtract_parser(sub)
+
     ds = sub.add_parser("dataset", help="the INS training database built from phonondb")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
     b = dsub.add_parser("build", help="build or resume the database (dask)",
@@ -253,6 +255,115 @@ def run_dataset(args):
     return 0
 
 
+# ---------------------------------------------------------------------------
+# insnet subtract: phonon-subtracted residual of measured data
+# ---------------------------------------------------------------------------
+def _add_subtract_parser(sub):
+    sb = sub.add_parser(
+        "subtract", help="scale a predicted phonon spectrum to measured data and subtract it",
+        description=("Fit the scale of the predicted phonon spectrum to a measured |Q|-E map "
+                     "(or 1D spectra) where magnetic scattering is negligible, subtract it "
+                     "and write the residual with propagated errors (see README, "
+                     "SubtractPredictedPhonons)."))
+    sb.add_argument("data", help="measured data: Mantid processed NeXus or NXSPE (SofQW map "
+                                 "or 1D spectra in energy transfer)")
+    src = sb.add_mutually_exclusive_group(required=True)
+    src.add_argument("--predicted", default=None, metavar="PRED.nxs",
+                     help="a prediction file (rebinned onto the data when its bins differ)")
+    src.add_argument("--cif", default=None, metavar="STRUCTURE",
+                     help="crystal structure (CIF/POSCAR): predict on the data's own bins")
+    sb.add_argument("--force-constants", default=None,
+                    help="phonopy force constants for --method Physics (phonopy.yaml or a "
+                         "phonondb folder)")
+    sb.add_argument("--method", default="Physics", help="Physics (default) or ML")
+    sb.add_argument("--model", default=None, help="ML model name")
+    sb.add_argument("--instrument", default="SEQUOIA",
+                    help="instrument of the prediction: SEQUOIA (default), ideal2d, VISION")
+    sb.add_argument("--ei", type=float, default=None,
+                    help="SEQUOIA incident energy, meV (default: the data's Ei log)")
+    sb.add_argument("--chopper-package", default=None, help="SEQUOIA Fermi chopper package")
+    sb.add_argument("--chopper-frequency", type=float, default=None,
+                    help="SEQUOIA Fermi chopper frequency, Hz")
+    sb.add_argument("--temperature", type=float, default=5.0, help="K (default 5)")
+    sb.add_argument("--scale-method", choices=["FitHighQ", "Fixed"], default="FitHighQ")
+    sb.add_argument("--scale", type=float, default=1.0, help="scale for --scale-method Fixed")
+    sb.add_argument("--scale-error", type=float, default=0.0, help="its error (Fixed)")
+    sb.add_argument("--fit-background", action="store_true",
+                    help="also fit (and subtract) a flat background")
+    sb.add_argument("--weighting", choices=["auto", "data", "poisson"], default="auto",
+                    help="fit weights (default auto: poisson unless the data have negative "
+                         "bins)")
+    sb.add_argument("--fit-q-range", default="4,",
+                    help="|Q| range of the fit, 'min,max' in 1/A, a side may be empty "
+                         "(default '4,')")
+    sb.add_argument("--fit-energy-range", default="",
+                    help="energy range of the fit, 'min,max' in meV (default: all)")
+    sb.add_argument("--magnetic-q-range", default="0,2",
+                    help="|Q| range integrated for the magnetic intensity (default '0,2'); "
+                         "written next to the output as <output>_magnetic.<ext> for maps")
+    sb.add_argument("-o", "--output", required=True, help="residual: .nxs or .csv")
+    sb.add_argument("--plot", default=None,
+                    help="PNG: data, scaled prediction, residual and magnetic intensity")
+
+
+def run_subtract(args):
+    """``insnet subtract``: residual = data - (s * prediction + b), written with its fit logs."""
+    from insnet_core.io.nexus import load_nexus_processed
+    from insnet_core.subtraction import (DEFAULT_FIT_Q_MIN, FitRegion, parse_range,
+                                         subtract_prediction)
+
+    output = _check_output(args.output, "output file")
+    if output.suffix.lower() not in _WRITERS:
+        raise InsnetError(f"output file {output}: unknown extension {output.suffix!r}; "
+                          "use .nxs (Mantid processed NeXus) or .csv")
+    plot = _check_output(args.plot, "plot file") if args.plot else None
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InsnetError(f"plot file {plot}: must end in .png")
+    region = FitRegion(q_range=parse_range(args.fit_q_range, "--fit-q-range",
+                                           (DEFAULT_FIT_Q_MIN, float("inf"))),
+                       energy_range=parse_range(args.fit_energy_range, "--fit-energy-range"))
+    magnetic_range = parse_range(args.magnetic_q_range, "--magnetic-q-range", (0.0, 2.0))
+    data = load_nexus_processed(args.data)
+    if args.predicted is not None:
+        pred = load_nexus_processed(args.predicted)
+    else:
+        from insnet_core.predict import predict
+        ei = args.ei if args.ei is not None else data.metadata.get("Ei")
+        is_sequoia = str(args.instrument).lower() == "sequoia"
+        pred = predict(structure_file=args.cif, method=args.method,
+                       force_constants=args.force_constants, model=args.model,
+                       instrument=args.instrument, temperature=args.temperature,
+                       energy_edges=data.energy_edges,
+                       q_edges=data.q_edges if data.is_map else None,
+                       display_energy_unit=data.display_energy_unit,
+                       ei=ei if is_sequoia else None,
+                       chopper_package=args.chopper_package if is_sequoia else None,
+                       chopper_frequency=args.chopper_frequency if is_sequoia else None).total
+    result = subtract_prediction(data, pred, method=args.scale_method, region=region,
+                                 background=args.fit_background, weighting=args.weighting,
+                                 scale=args.scale, scale_error=args.scale_error,
+                                 magnetic_q_range=magnetic_range if data.is_map else None)
+    fit = result.fit
+    result.residual.metadata["subtracted_data_file"] = str(args.data)
+    _write(result.residual, output)
+    written = [output]
+    if result.magnetic is not None:
+        path = output.with_name(f"{output.stem}_magnetic{output.suffix}")
+        _write(result.magnetic, path)
+        written.append(path)
+    if plot is not None:
+        from insnet_core.plotting import plot_subtraction
+        plot_subtraction(data, result, plot)
+        written.append(plot)
+    print(f"scale {fit.scale:.6g} +- {fit.scale_error:.3g}, background {fit.background:.4g} "
+          f"+- {fit.background_error:.3g}, chi2/dof {fit.chi2_dof:.4g} over {fit.n_bins} bins "
+          f"({fit.region}; weighting {fit.weighting or 'none'}; {fit.n_zero_error} zero-error "
+          "bins floored)")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None):
     """Entry point of the ``insnet`` command; returns the exit status."""
     parser = build_parser()
@@ -263,6 +374,8 @@ def main(argv=None):
             return run_simulate(args)
         if args.command == "dataset":
             return run_dataset(args)
+        if args.command == "subtract":
+            return run_subtract(args)
     except InsnetError as exc:
         print(f"insnet: error: {exc}", file=sys.stderr)
         return 2

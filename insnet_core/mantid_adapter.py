@@ -21,10 +21,11 @@ import numpy as np
 
 from insnet_core import InputError
 from insnet_core.mantid_logs import sample_log_name
-from insnet_core.spectrum import edges_from_centres
+from insnet_core.spectrum import Spectrum, densities_in_meV, edges_from_centres
 from insnet_core.units import energy_to_meV
 
-__all__ = ["spectrum_to_workspace", "binning_from_workspace", "ENERGY_UNITS"]
+__all__ = ["spectrum_to_workspace", "binning_from_workspace", "workspace_to_spectrum",
+           "ENERGY_UNITS"]
 
 #: Mantid X unit ids insnet accepts, with the energy unit they mean.
 ENERGY_UNITS = {"DeltaE": "meV", "DeltaE_inWavenumber": "cm-1"}
@@ -259,3 +260,67 @@ def spectrum_to_workspace(spectrum, name=None, like=None, title=None):
     if name:
         AnalysisDataService.addOrReplace(str(name), ws)
     return ws
+
+
+def _row_labels(ws, n_rows):
+    axis = ws.getAxis(1)
+    if axis.isText():
+        labels = [str(axis.label(i)) for i in range(n_rows)]
+        if len(set(labels)) == n_rows and all(labels):
+            return labels
+    return [f"spectrum {i + 1}" for i in range(n_rows)]
+
+
+#: Text sample logs :func:`workspace_to_spectrum` carries (a prediction's provenance).
+_TEXT_LOGS = ("prediction_method", "model", "model_version", "formula")
+
+
+def workspace_to_spectrum(ws, log_names=("Ei", "temperature_K")):
+    """A reduced MatrixWorkspace as a Spectrum (the workspace is only read).
+
+    Parameters
+    ----------
+    ws : MatrixWorkspace
+        As accepted by :func:`binning_from_workspace`: X in DeltaE or
+        DeltaE_inWavenumber; a |Q| vertical axis makes a map, otherwise each
+        spectrum is one row (text-axis labels kept).
+    log_names : tuple of str
+        Numeric sample logs copied into the metadata when present (time
+        series as their mean).
+
+    Returns
+    -------
+    Spectrum
+        Values and errors as densities per meV: a histogram workspace not
+        flagged as a distribution is divided by its energy bin widths (in the
+        workspace's unit) first, then wavenumber densities are converted to
+        per meV. Metadata: ``source_workspace``, the numeric logs found and
+        the text logs ``prediction_method``, ``model``, ``model_version`` and
+        ``formula`` when present.
+    """
+    energy_edges, q_edges, unit = binning_from_workspace(ws)
+    values = np.array(ws.extractY(), dtype=float)
+    errors = np.array(ws.extractE(), dtype=float)
+    if ws.isHistogramData() and not ws.isDistribution():
+        widths = np.diff(np.asarray(ws.readX(0), dtype=float))
+        values = values / widths[None, :]
+        errors = errors / widths[None, :]
+    edges_in_unit = energy_edges if unit == "meV" else energy_edges / energy_to_meV(1.0, unit)
+    _, values, errors = densities_in_meV(edges_in_unit, values, errors, unit)
+    meta = {"source_workspace": ws.name()} if ws.name() else {}
+    run = ws.getRun()
+    for name in log_names:
+        if run.hasProperty(name):
+            try:
+                meta[name] = float(run.getPropertyAsSingleValue(name))
+            except (ValueError, RuntimeError):
+                continue
+    for name in _TEXT_LOGS:
+        if run.hasProperty(name):
+            value = run.getProperty(name).value
+            if isinstance(value, str):
+                meta[name] = value
+    return Spectrum(energy_edges=energy_edges, values=values, errors=errors, q_edges=q_edges,
+                    labels=None if q_edges is not None else _row_labels(ws, values.shape[0]),
+                    y_label=ws.YUnitLabel() or "intensity", display_energy_unit=unit,
+                    metadata=meta)

@@ -23,8 +23,9 @@ from matplotlib.figure import Figure
 from insnet_core import InputError
 from insnet_core.io import atomic_output
 from insnet_core.spectrum import Spectrum
+from insnet_core.units import MEV_PER_CM1
 
-__all__ = ["plot_spectrum", "make_figure", "default_title"]
+__all__ = ["plot_spectrum", "make_figure", "default_title", "plot_subtraction"]
 
 #: Rows beyond this number get no legend (it would hide the data).
 MAX_LEGEND_ENTRIES = 12
@@ -149,6 +150,94 @@ def plot_spectrum(spectrum, path, title=None):
         ``path``.
     """
     fig = make_figure(spectrum, title=title)
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def _map_panel(fig, ax, spectrum, values, title, vmin, vmax, cmap):
+    edges = spectrum.in_unit()[0]
+    mesh = ax.pcolormesh(spectrum.q_edges, edges, np.ma.masked_invalid(values.T),
+                         shading="flat", vmin=vmin, vmax=vmax, cmap=cmap)
+    fig.colorbar(mesh, ax=ax)
+    ax.set_xlabel("|Q| (Å$^{-1}$)")
+    ax.set_ylabel(f"Energy transfer ({_UNIT_TEXT[spectrum.display_energy_unit]})")
+    ax.set_title(title, fontsize="medium")
+
+
+def plot_subtraction(data, result, path, title=None):
+    """PNG of a phonon subtraction: data, scaled prediction, residual, magnetic intensity.
+
+    Parameters
+    ----------
+    data : Spectrum
+        The measured data.
+    result : insnet_core.subtraction.SubtractionResult
+    path : str or os.PathLike
+        Destination PNG file.
+    title : str, optional
+        Figure title (default: the fitted scale, its error and chi^2/dof).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``. Maps give four panels (data, scaled prediction and residual
+        as |Q|-E maps, data and scaled prediction on one colour scale, the
+        residual on a symmetric one; the |Q|-integrated residual with its
+        error band); 1D data give two (data and scaled prediction; residual
+        with error band).
+    """
+    fit = result.fit
+    scaled = result.prediction.values * fit.scale + fit.background
+    fig = Figure(figsize=(13.0, 9.0) if data.is_map else (8.0, 7.0), dpi=100)
+    FigureCanvasAgg(fig)
+    unit = data.display_energy_unit
+    conv = MEV_PER_CM1 if unit == "cm-1" else 1.0   # densities per meV -> per display unit
+    if data.is_map:
+        axes = [fig.add_subplot(2, 2, i + 1) for i in range(4)]
+        finite = data.values[np.isfinite(data.values)] * conv
+        vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+        vmin = min(0.0, float(finite.min())) if finite.size else 0.0
+        _map_panel(fig, axes[0], data, data.values * conv, "data", vmin, vmax, "viridis")
+        _map_panel(fig, axes[1], data, scaled * conv, "scaled prediction", vmin, vmax,
+                   "viridis")
+        resid = result.residual.values * conv
+        finite = np.abs(resid[np.isfinite(resid)])
+        lim = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+        _map_panel(fig, axes[2], data, resid, "residual (data - scaled prediction)", -lim,
+                   lim, "RdBu_r")
+        ax = axes[3]
+        if result.magnetic is not None:
+            mag = result.magnetic
+            edges, values, errors, _ = mag.in_unit()
+            centres = 0.5 * (edges[1:] + edges[:-1])
+            ax.plot(centres, values[0], linewidth=1.0, color="C3")
+            ax.fill_between(centres, values[0] - errors[0], values[0] + errors[0],
+                            color="C3", alpha=0.3, linewidth=0)
+            ax.axhline(0.0, color="grey", linewidth=0.5)
+            ax.set_title(f"residual integrated over {mag.labels[0]}", fontsize="medium")
+            ax.set_ylabel("intensity x 1/A")
+        ax.set_xlabel(f"Energy transfer ({_UNIT_TEXT[unit]})")
+    else:
+        top, bottom = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
+        edges, values, errors, _ = data.in_unit()
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        for i, label in enumerate(data.labels[:MAX_LEGEND_ENTRIES]):
+            top.plot(centres, values[i], linewidth=0.8, label=f"data {label}")
+            top.plot(centres, scaled[i] * conv, linewidth=0.8, linestyle="--",
+                     label=f"scaled prediction {label}")
+            _, rv, re_, _ = result.residual.in_unit()
+            bottom.plot(centres, rv[i], linewidth=0.8, label=f"residual {label}")
+            bottom.fill_between(centres, rv[i] - re_[i], rv[i] + re_[i], alpha=0.3,
+                                linewidth=0)
+        top.legend(fontsize="small")
+        bottom.axhline(0.0, color="grey", linewidth=0.5)
+        for ax in (top, bottom):
+            ax.set_xlabel(f"Energy transfer ({_UNIT_TEXT[unit]})")
+    fig.suptitle(title or (f"scale {fit.scale:.4g} ± {fit.scale_error:.2g}, "
+                           f"χ²/dof {fit.chi2_dof:.3g} ({fit.method})"))
+    fig.tight_layout()
     path = Path(path)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -17,9 +17,10 @@ def using_standin():
     return bool(getattr(mantid, "__insnet_standin__", False))
 
 
-def load_plugin():
-    """Import the plugin file (subscribes the algorithm) and return its module."""
-    spec = importlib.util.spec_from_file_location("PredictINSFromCIF", PLUGIN)
+def load_plugin(name="PredictINSFromCIF"):
+    """Import a plugin file (subscribes the algorithm) and return its module."""
+    path = PLUGIN.with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -27,7 +28,7 @@ def load_plugin():
 
 def algorithm_function(name="PredictINSFromCIF"):
     """The simpleapi function of a subscribed algorithm."""
-    load_plugin()
+    load_plugin(name)
     import mantid.simpleapi as simpleapi
     return getattr(simpleapi, name)
 

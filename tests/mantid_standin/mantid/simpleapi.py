@@ -3,15 +3,20 @@
 ``Name(Prop=value, ..., OutputWorkspace='ws')`` creates the algorithm, sets
 each property (a bad value raises ValueError, a value of the wrong type
 TypeError, both worded 'Problem setting "Prop" in Name-v1: ...'), executes it (invalid inputs raise RuntimeError listing the
-validateInputs messages) and returns the output workspace (a tuple when the
-algorithm has several outputs). Only algorithms subscribed through
-``AlgorithmFactory.subscribe`` exist here.
+validateInputs messages) and returns its outputs as Mantid's
+``simpleapi._gather_returns`` does (``Framework/PythonInterface/mantid/simpleapi.py``):
+every output property in declaration order, a workspace property as its workspace
+(an optional output workspace that was not set is left out), any other property as
+its value; one output alone, several as a namedtuple ``<Name>_returns``. Only
+algorithms subscribed through ``AlgorithmFactory.subscribe`` exist here.
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 from mantid._strict import not_modelled
-from mantid.api import (AlgorithmFactory, AnalysisDataService, WorkspaceProperty,  # noqa: F401
-                        mtd)
+from mantid.api import (AlgorithmFactory, AnalysisDataService, PropertyMode,  # noqa: F401
+                        WorkspaceProperty, mtd)
 from mantid.kernel import Direction
 
 
@@ -30,20 +35,26 @@ def _make_function(name, cls):
             except (TypeError, ValueError) as exc:
                 raise type(exc)(f'Problem setting "{key}" in {name}-v{alg.version()}: '
                                 f"{exc}") from None
-        outputs = [p for p in alg.getProperties()
-                   if isinstance(p, WorkspaceProperty) and p.direction == Direction.Output]
+        outputs = [p for p in alg.getProperties() if p.direction == Direction.Output]
         given = {key.lower() for key in kwargs}
         for p in outputs:
-            if p.name.lower() not in given:
+            if (isinstance(p, WorkspaceProperty) and p.optional != PropertyMode.Optional
+                    and p.name.lower() not in given):
                 raise NotImplementedError(
                     f"mantid stand-in: give {p.name} explicitly (real Mantid can take it "
                     "from the variable being assigned; the stand-in does not)")
         alg.execute()
-        results = [AnalysisDataService.retrieve(p.valueAsStr) for p in outputs
-                   if p.valueAsStr and AnalysisDataService.doesExist(p.valueAsStr)]
-        if not results:
+        returns = {}
+        for p in outputs:
+            if not isinstance(p, WorkspaceProperty):
+                returns[p.name] = p.value
+            elif p.valueAsStr and AnalysisDataService.doesExist(p.valueAsStr):
+                returns[p.name] = AnalysisDataService.retrieve(p.valueAsStr)
+        if not returns:
             return None
-        return results[0] if len(results) == 1 else tuple(results)
+        if len(returns) == 1:
+            return next(iter(returns.values()))
+        return namedtuple(f"{name}_returns", list(returns))(**returns)
 
     run.__name__ = name
     run.__doc__ = f"Run the {name} algorithm (mantid stand-in)."
