@@ -34,19 +34,22 @@ class Settings:
     """Checked simulation settings (all validation happens in :meth:`check`)."""
 
     instrument: object
-    temperature: float = DEFAULT_TEMPERATURE_K
+    temperature: float = 0.0
     orders: object = DEFAULT_ORDERS    # int 1..MAX_ORDER or 'auto'
     energy_edges: np.ndarray | None = None
     q_edges: np.ndarray | None = None
     include_elastic: bool = False
 
     @classmethod
-    def check(cls, instrument="VISION", temperature=DEFAULT_TEMPERATURE_K,
-              orders=DEFAULT_ORDERS, energy_edges=None, q_edges=None, include_elastic=False,
-              **instrument_settings):
+    def check(cls, instrument="VISION", temperature=0.0, orders=DEFAULT_ORDERS,
+              energy_edges=None, q_edges=None, include_elastic=False, **instrument_settings):
         """Validate everything a simulation needs; raise InputError on the first problem.
 
         ``orders`` is an int 1..MAX_ORDER or ``'auto'`` (see :func:`choose_orders`).
+        Engine-level: the temperature default stays 0 K because the database build
+        relies on it; the user-facing entry points (:func:`simulate`, ``predict``,
+        the CLI and the algorithms) default to
+        :data:`insnet_core.defaults.DEFAULT_TEMPERATURE_K`.
         """
         if isinstance(instrument, str):
             instrument = get_instrument(instrument, **instrument_settings)

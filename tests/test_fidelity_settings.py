@@ -221,7 +221,7 @@ def test_one_set_of_defaults():
     from insnet_core.predict import find_problems, plan, predict
     from insnet_core.simulate import simulate
     assert DEFAULT_TEMPERATURE_K == 5.0 and DEFAULT_ORDERS == "auto"
-    for func in (simulate, predict, plan, find_problems, Settings.check):
+    for func in (simulate, predict, plan, find_problems):
         params = inspect.signature(func).parameters
         assert params["temperature"].default == DEFAULT_TEMPERATURE_K, func
         assert params["orders"].default == DEFAULT_ORDERS, func
