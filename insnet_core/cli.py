@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from insnet_core import InsnetError, __version__
+from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K
 
 __all__ = ["main", "build_parser"]
 
@@ -39,10 +40,27 @@ def build_parser():
     sim.add_argument("--chopper-package", default=None, help="SEQUOIA Fermi chopper package")
     sim.add_argument("--chopper-frequency", type=float, default=None,
                      help="SEQUOIA Fermi chopper frequency, Hz")
-    sim.add_argument("--temperature", type=float, default=0.0, help="sample temperature, K "
-                                                                     "(default 0)")
-    sim.add_argument("--orders", type=int, default=4,
-                     help="highest phonon order (1 = fundamentals only; up to 10; default 4)")
+    sim.add_argument("--final-energy", type=float, default=None,
+                     help="VISION final energy, meV (default 3.5; OCLIMAX uses 32 cm-1 = "
+                          "3.97 meV)")
+    sim.add_argument("--bank-angles", default=None, metavar="DEG[,DEG...]",
+                     help="VISION analyser bank scattering angles, degrees (default 135,45)")
+    sim.add_argument("--resolution-poly", default=None, metavar="A,B,C",
+                     help="VISION resolution as FWHM = A + B*E + C*E^2 in cm-1 instead of the "
+                          "propagated instrument model; 2.5,0.005,1e-7 reproduces OCLIMAX")
+    sim.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE_K,
+                     help=f"sample temperature, K (default {DEFAULT_TEMPERATURE_K:g})")
+    sim.add_argument("--orders", default=DEFAULT_ORDERS,
+                     help="highest phonon order, 1..10 (1 = fundamentals only), or auto "
+                          "(default): up to 10, stopping where the next order carries < 0.1 %% "
+                          "of the intensity in the output bins")
+    mesh = sim.add_mutually_exclusive_group()
+    mesh.add_argument("--mesh", type=int, nargs=3, default=None, metavar="N",
+                      help="explicit Gamma-centred q-point mesh, e.g. --mesh 20 20 20")
+    mesh.add_argument("--mesh-spacing", type=float, default=None, metavar="DQ",
+                      help="q-point spacing bound in 1/A, used alone (0.1 = the reference "
+                           "work's mesh); default: spacing < 0.1 1/A and at least "
+                           "4e6/n_atoms^3 q-points, whichever is denser")
     sim.add_argument("--isotropic", action="store_true",
                      help="isotropic Debye-Waller factor for the fundamentals too (default: "
                           "each site's full tensor, exact powder average), for comparisons")
@@ -167,6 +185,12 @@ def run_simulate(args):
         settings["chopper_package"] = args.chopper_package
     if args.chopper_frequency is not None:
         settings["chopper_frequency"] = args.chopper_frequency
+    if args.final_energy is not None:
+        settings["final_energy"] = args.final_energy
+    if args.bank_angles is not None:
+        settings["bank_angles"] = args.bank_angles
+    if args.resolution_poly is not None:
+        settings["resolution_poly"] = args.resolution_poly
     energy_edges = None
     if args.ebins is not None:
         unit = args.bin_unit or ("cm-1" if str(instrument).lower() == "vision" else "meV")
@@ -191,7 +215,8 @@ def run_simulate(args):
         result = simulate(args.source, instrument=instrument, temperature=args.temperature,
                           orders=args.orders, energy_edges=energy_edges, q_edges=q_edges,
                           isotropic=args.isotropic,
-                          include_elastic=args.elastic, progress=progress, **settings)
+                          include_elastic=args.elastic, mesh=args.mesh,
+                          mesh_spacing=args.mesh_spacing, progress=progress, **settings)
     finally:
         if bar is not None:
             bar.close()

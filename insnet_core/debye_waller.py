@@ -106,9 +106,15 @@ def debye_waller_tensors(modes, temperature, min_energy):
     weight = np.zeros_like(energies)
     weight[keep] = _coth_over_energy(energies[keep], temperature)
     weight *= modes.q_weights[:, None]
-    tens = modes.displacement_tensors                       # float32: sum in float32 BLAS
-    summed = (weight.astype(tens.dtype).ravel() @ tens.reshape(weight.size, -1)).astype(float)
-    summed = summed.reshape(tens.shape[2], 6)
+    # float64 sums in chunks (bounded memory) without BLAS, whose multithreaded reductions
+    # change the rounding with the thread count: a record must not depend on the machine
+    flat = modes.displacement_tensors.reshape(weight.size, -1)
+    w = weight.ravel()
+    summed = np.zeros(flat.shape[1])
+    step = max(1, (32 << 20) // (8 * flat.shape[1]))
+    for s in range(0, w.size, step):
+        summed += np.einsum("r,rc->c", w[s:s + step], flat[s:s + step].astype(float))
+    summed = summed.reshape(modes.displacement_tensors.shape[2], 6)
     tensors = tensors_from_components(summed) * (HBAR2_OVER_2AMU / modes.masses)[:, None, None]
     return symmetrize(tensors, modes.rotations, modes.permutations)
 

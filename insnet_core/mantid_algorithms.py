@@ -29,6 +29,8 @@ _PROBLEM_PROPERTY = {
     "force_constants": "ForceConstantsFile", "instrument": "Instrument",
     "ei": "IncidentEnergy", "chopper_package": "ChopperPackage",
     "chopper_frequency": "ChopperFrequency", "temperature": "Temperature",
+    "final_energy": "FinalEnergy", "bank_angles": "BankAngles",
+    "resolution_poly": "ResolutionPolynomial",
     "orders": "Temperature", "display_energy_unit": "EnergyUnit",
 }
 
@@ -133,6 +135,11 @@ def prediction_arguments(alg):
                   temperature=float(alg.getProperty("Temperature").value),
                   energy_edges=energy, q_edges=q, display_energy_unit=unit,
                   ei=ei, chopper_package=package, chopper_frequency=frequency)
+    if instrument == "VISION":   # empty / 0: the instrument's documented values
+        kwargs.update(
+            final_energy=float(alg.getProperty("FinalEnergy").value) or None,
+            bank_angles=alg.getPropertyValue("BankAngles").strip() or None,
+            resolution_poly=alg.getPropertyValue("ResolutionPolynomial").strip() or None)
     return kwargs, template, problems
 
 

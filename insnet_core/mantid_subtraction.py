@@ -41,7 +41,9 @@ class PredictionView:
     """
 
     _FIXED = {"energybinning": "", "qbinning": "", "energyunit": "Default",
-              "contributions": "Total"}
+              "contributions": "Total",
+              # VISION predictions use the instrument's documented settings
+              "finalenergy": 0.0, "bankangles": "", "resolutionpolynomial": ""}
 
     def __init__(self, alg):
         self._alg = alg

@@ -24,8 +24,9 @@ import numpy as np
 from insnet_core import InputError
 from insnet_core.units import MEV_PER_THZ
 
-__all__ = ["PhononModes", "load_phonopy", "run_mesh", "mesh_for_spacing",
-           "read_phonopy_conf", "IMAGINARY_TOLERANCE_MEV"]
+__all__ = ["PhononModes", "load_phonopy", "run_mesh", "mesh_for_spacing", "default_mesh",
+           "primitive_lattice_angstrom", "length_unit_to_angstrom", "read_phonopy_conf",
+           "IMAGINARY_TOLERANCE_MEV", "DEFAULT_MESH_SPACING", "DEFAULT_MESH_WORK"]
 
 #: Modes below minus this (meV, about 0.12 THz) count as imaginary (unstable).
 #: Acoustic branches within a few hundredths of a THz of zero near Gamma are the
@@ -40,6 +41,11 @@ MESH_BATCH_BYTES = 256 * 2 ** 20
 
 #: Default maximum spacing between mesh points, 1/angstrom (reference work: < 0.1).
 DEFAULT_MESH_SPACING = 0.1
+
+#: Small cells get at least ``DEFAULT_MESH_WORK / n_atoms**3`` q-points in the full mesh
+#: (see :func:`default_mesh`): a cell with few bands needs many q-points for a smooth
+#: spectrum, and the cost of diagonalising (3 n)^2 matrices stays bounded.
+DEFAULT_MESH_WORK = 4.0e6
 
 
 @dataclass
@@ -349,6 +355,7 @@ def mesh_for_spacing(lattice, spacing=DEFAULT_MESH_SPACING):
     -------
     tuple of 3 int
     """
+    spacing = _positive(spacing, "mesh spacing (1/angstrom)")
     recip = 2 * np.pi * np.linalg.inv(lattice).T
     lengths = np.linalg.norm(recip, axis=1)
     mesh = [int(max(1, np.floor(length / spacing) + 1)) for length in lengths]
@@ -370,16 +377,18 @@ def _init_symmetric_mesh(phonon, mesh, symmetry):
                    for w in caught)
 
 
-def run_mesh(phonon, mesh=None, spacing=DEFAULT_MESH_SPACING, symmetry=True):
+def run_mesh(phonon, mesh=None, spacing=None, symmetry=True):
     """Diagonalise the dynamical matrix on a Gamma-centred mesh.
 
     Parameters
     ----------
     phonon : phonopy.Phonopy
     mesh : tuple of 3 int, optional
-        Explicit mesh; by default :func:`mesh_for_spacing` of the primitive cell.
-    spacing : float
-        Mesh spacing bound in 1/angstrom when ``mesh`` is None.
+        Explicit mesh. By default :func:`default_mesh` of the primitive cell
+        (converged rule), or :func:`mesh_for_spacing` when ``spacing`` is given.
+    spacing : float, optional
+        Mesh spacing bound in 1/angstrom, used alone (no small-cell minimum)
+        when ``mesh`` is None; e.g. 0.1 for the reference work's mesh.
     symmetry : bool
         Use the irreducible wedge (fast). Per-atom quantities are then
         averaged over symmetry-equivalent atoms, which is exact for the
@@ -390,9 +399,12 @@ def run_mesh(phonon, mesh=None, spacing=DEFAULT_MESH_SPACING, symmetry=True):
     PhononModes
     """
     prim = phonon.primitive
-    lattice = np.array(prim.cell, dtype=float)
+    lattice = primitive_lattice_angstrom(phonon)   # phonopy keeps the calculator's unit
     if mesh is None:
-        mesh = mesh_for_spacing(lattice, spacing)
+        mesh = (default_mesh(lattice, len(prim.symbols)) if spacing is None
+                else mesh_for_spacing(lattice, spacing))
+    else:
+        mesh = _check_mesh(mesh)
     n_atoms = len(prim.symbols)
     n_modes = 3 * n_atoms
     # the irreducible q-points and weights, without diagonalising anything yet
@@ -490,3 +502,102 @@ def _space_group_operations(phonon, lattice):
         raise InputError("the crystal's symmetry operations do not map the atoms onto each other; "
                          "check the structure's positions")
     return rotations, permutations
+
+
+# ---------------------------------------------------------------- mesh rule and units
+def length_unit_to_angstrom(phonon):
+    """Angstrom per unit of length of a phonopy object's cells.
+
+    phonopy keeps cells in the unit of the calculator that produced the force
+    constants (``Phonopy.calculator``, written as ``calculator`` in
+    ``phonopy.yaml``): angstrom for VASP and most codes, bohr for Quantum
+    ESPRESSO, ABINIT, DFTB+, ... ; None (no calculator recorded) means VASP
+    units, as phonopy itself assumes.
+
+    Parameters
+    ----------
+    phonon : phonopy.Phonopy
+
+    Returns
+    -------
+    float
+        1.0 for angstrom, 0.529177... for bohr.
+
+    Raises
+    ------
+    InputError
+        A calculator phonopy does not know.
+    """
+    from phonopy.interface.calculator import get_calculator_physical_units
+    calculator = getattr(phonon, "calculator", None)
+    try:
+        units = get_calculator_physical_units(calculator)
+    except Exception:  # phonopy raises RuntimeError for unknown names
+        raise InputError(f"force constants: unknown calculator {calculator!r}; phonopy cannot "
+                         "tell its length unit") from None
+    return float(units.distance_to_A)
+
+
+def primitive_lattice_angstrom(phonon):
+    """Primitive-cell vectors (rows) of a phonopy object in angstrom, shape (3, 3)."""
+    return np.array(phonon.primitive.cell, dtype=float) * length_unit_to_angstrom(phonon)
+
+
+def default_mesh(lattice, n_atoms, spacing=DEFAULT_MESH_SPACING, work=DEFAULT_MESH_WORK):
+    """The engine's default Gamma-centred mesh: converged for small cells too.
+
+    The mesh is the denser of
+
+    * points less than ``spacing`` apart (the reference work's 0.1 1/A rule), and
+    * at least ``work / n_atoms**3`` q-points in the full mesh, spread as
+      evenly as the spacing rule spreads them (:func:`mesh_for_spacing` at the
+      spacing ``(V* n_atoms**3 / work)**(1/3)``, V* the reciprocal-cell volume).
+
+    Cells of more than about 20 atoms are unchanged (their many bands give a
+    converged spectrum at 0.1 1/A); a 2-atom cell gets about 5e5 points. The
+    convergence table behind the numbers is in docs/engine.md.
+
+    Parameters
+    ----------
+    lattice : ndarray, shape (3, 3)
+        Primitive-cell vectors (rows), angstrom.
+    n_atoms : int
+        Atoms in the primitive cell.
+    spacing : float
+        Maximum mesh spacing, 1/angstrom.
+    work : float
+        Minimum of (number of q-points) x n_atoms**3; 0 gives the spacing rule alone.
+
+    Returns
+    -------
+    tuple of 3 int
+    """
+    lattice = np.asarray(lattice, dtype=float)
+    spacing = _positive(spacing, "mesh spacing (1/angstrom)")
+    target = spacing
+    if work and n_atoms >= 1:
+        recip_volume = (2 * np.pi) ** 3 / abs(np.linalg.det(lattice))
+        target = min(spacing, (recip_volume * n_atoms ** 3 / float(work)) ** (1.0 / 3.0))
+    return mesh_for_spacing(lattice, target)
+
+
+def _positive(value, what):
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a positive number, got {value!r}") from None
+    if not np.isfinite(x) or x <= 0:
+        raise InputError(f"{what} must be a positive number, got {value!r}")
+    return x
+
+
+def _check_mesh(mesh):
+    """An explicit mesh as a tuple of three positive ints (InputError otherwise)."""
+    try:
+        values = [int(m) for m in mesh]
+        ok = len(values) == 3 and all(v >= 1 and v == float(m) for v, m in zip(values, mesh))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"mesh must be three positive integers, e.g. 20 20 20; got {mesh!r}")
+    return tuple(values)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from insnet_core import InputError, __version__
+from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "PredictionRequest", "plan", "find_problems",
            "predict", "rebin_result", "resolve_force_constants", "force_constants_formula",
@@ -198,14 +199,31 @@ class PredictionRequest:
             "method": self.method, "model": self.model or "",
             "instrument": repr(sorted((k, repr(v)) for k, v in inst.describe().items())),
             "temperature": repr(float(self.settings.temperature)),
-            "orders": repr(int(self.settings.orders)),
+            "orders": repr(self.settings.orders),
         }
 
 
-def _instrument(instrument, ei, chopper_package, chopper_frequency, problems):
+def _instrument(instrument, ei, chopper_package, chopper_frequency, problems,
+                vision_settings=None):
     """Build the instrument, filing each bad setting under its own key."""
     from insnet_core.instruments import get_instrument
     name = str(instrument).strip().lower()
+    given = {k: v for k, v in (vision_settings or {}).items() if v is not None}
+    if name == "vision":
+        for key, value in given.items():  # each VISION setting checked on its own
+            try:
+                get_instrument("VISION", **{key: value})
+            except InputError as exc:
+                problems[key] = str(exc)
+        if any(key in problems for key in given):
+            return None
+        try:
+            return get_instrument("VISION", **given)
+        except InputError as exc:
+            problems["instrument"] = str(exc)
+            return None
+    for key in given:
+        problems[key] = f"{key} is a VISION setting; it does not apply to {instrument}"
     if name != "sequoia":
         try:  # the SEQUOIA settings do not apply to the other instruments
             return get_instrument(instrument)
@@ -240,9 +258,10 @@ def _instrument(instrument, ei, chopper_package, chopper_frequency, problems):
 
 def _check_all(structure_file, method, force_constants, model, instrument, temperature,
                energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
-               chopper_frequency):
+               chopper_frequency, final_energy=None, bank_angles=None, resolution_poly=None):
     """Return (problems dict, PredictionRequest or None)."""
-    from insnet_core.incoherent import check_orders, check_temperature
+    from insnet_core.defaults import check_orders_setting as check_orders
+    from insnet_core.incoherent import check_temperature
     from insnet_core.simulate import Settings
     from insnet_core.spectrum import check_edges
     from insnet_core.structure import read_structure
@@ -277,7 +296,9 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
                     check_consistency(structure, fc)
             except InputError as exc:
                 problems["force_constants"] = str(exc)
-    inst = _instrument(instrument, ei, chopper_package, chopper_frequency, problems)
+    inst = _instrument(instrument, ei, chopper_package, chopper_frequency, problems,
+                       dict(final_energy=final_energy, bank_angles=bank_angles,
+                            resolution_poly=resolution_poly))
     try:
         temperature = check_temperature(temperature)
     except InputError as exc:
@@ -299,9 +320,9 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
                 if q_edges is not None and not inst.is_map:
                     raise InputError(f"{inst.name} gives 1D spectra along fixed trajectories; "
                                      "|Q| bins apply to SEQUOIA and Ideal2D only")
-                settings = Settings.check(inst, temperature if "temperature" not in problems
-                                          else 0.0, orders if "orders" not in problems else 4,
-                                          e_edges, q_edges)
+                settings = Settings.check(
+                    inst, temperature if "temperature" not in problems else DEFAULT_TEMPERATURE_K,
+                    orders if "orders" not in problems else DEFAULT_ORDERS, e_edges, q_edges)
             except InputError as exc:
                 problems["q_binning"] = str(exc)
     unit = display_energy_unit
@@ -321,9 +342,10 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
 
 
 def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
-                  instrument="VISION", temperature=0.0, energy_edges=None, q_edges=None,
-                  display_energy_unit=None, orders=4, ei=None, chopper_package=None,
-                  chopper_frequency=None):
+                  instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
+                  q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
+                  chopper_package=None, chopper_frequency=None, final_energy=None,
+                  bank_angles=None, resolution_poly=None):
     """Every problem with a prediction request, computing nothing expensive.
 
     Parameters are those of :func:`predict`.
@@ -333,24 +355,28 @@ def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, m
     dict
         ``{input: message}`` with inputs among ``structure_file``, ``method``,
         ``model``, ``force_constants``, ``instrument``, ``ei``,
-        ``chopper_package``, ``chopper_frequency``, ``temperature``, ``orders``,
+        ``chopper_package``, ``chopper_frequency``, ``final_energy``,
+        ``bank_angles``, ``resolution_poly``, ``temperature``, ``orders``,
         ``energy_binning``, ``q_binning``, ``display_energy_unit``; empty when
         the request is valid.
     """
     problems, _ = _check_all(structure_file, method, force_constants, model, instrument,
                              temperature, energy_edges, q_edges, display_energy_unit, orders,
-                             ei, chopper_package, chopper_frequency)
+                             ei, chopper_package, chopper_frequency, final_energy, bank_angles,
+                             resolution_poly)
     return problems
 
 
 def plan(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
-         instrument="VISION", temperature=0.0, energy_edges=None, q_edges=None,
-         display_energy_unit=None, orders=4, ei=None, chopper_package=None,
-         chopper_frequency=None):
+         instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
+         q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
+         chopper_package=None, chopper_frequency=None, final_energy=None, bank_angles=None,
+         resolution_poly=None):
     """Check a request and return a :class:`PredictionRequest`; InputError lists all problems."""
     problems, request = _check_all(structure_file, method, force_constants, model, instrument,
                                    temperature, energy_edges, q_edges, display_energy_unit,
-                                   orders, ei, chopper_package, chopper_frequency)
+                                   orders, ei, chopper_package, chopper_frequency, final_energy,
+                                   bank_angles, resolution_poly)
     if problems:
         raise InputError("; ".join(f"{k}: {v}" for k, v in problems.items()))
     return request
@@ -421,9 +447,10 @@ def run_request(request, progress=None):
 
 
 def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
-            instrument="VISION", temperature=0.0, energy_edges=None, q_edges=None,
-            display_energy_unit=None, orders=4, ei=None, chopper_package=None,
-            chopper_frequency=None, progress=None):
+            instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
+            q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
+            chopper_package=None, chopper_frequency=None, final_energy=None,
+            bank_angles=None, resolution_poly=None, progress=None):
     """Predict the INS spectrum of the crystal in ``structure_file``.
 
     Parameters
@@ -441,16 +468,20 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
         ML model name (Method 'ML' only).
     instrument : {'VISION', 'SEQUOIA', 'Ideal2D'}
     temperature : float
-        Sample temperature, K.
+        Sample temperature, K (default 5, :mod:`insnet_core.defaults`).
     energy_edges, q_edges : array_like, optional
         Output bin edges in meV and 1/angstrom (maps only); the instrument's
         default bins otherwise. The output has exactly these edges.
     display_energy_unit : {'meV', 'cm-1'}, optional
         How the energy axis is shown (default: the instrument's).
-    orders : int
-        Highest phonon order.
+    orders : int or 'auto'
+        Highest phonon order, or 'auto' (default; see
+        :func:`insnet_core.simulate.choose_orders`).
     ei, chopper_package, chopper_frequency :
         SEQUOIA settings (meV, name, Hz).
+    final_energy, bank_angles, resolution_poly :
+        VISION settings (meV; degrees; FWHM = a + b E + c E^2 coefficients in
+        cm^-1); None for the instrument's defaults.
     progress : callable, optional
         ``progress(fraction, message)``.
 
@@ -468,5 +499,5 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     """
     request = plan(structure_file, method, force_constants, model, instrument, temperature,
                    energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
-                   chopper_frequency)
+                   chopper_frequency, final_energy, bank_angles, resolution_poly)
     return run_request(request, progress=progress)

@@ -33,13 +33,13 @@ def sif4_phonon():
 @pytest.fixture(scope="session")
 def sif4_modes(sif4_phonon):
     from insnet_core.phonons import run_mesh
-    return run_mesh(sif4_phonon)
+    return run_mesh(sif4_phonon, spacing=0.1)  # the reference mesh the tests were sized for
 
 
 @pytest.fixture(scope="session")
 def csau_modes():
     from insnet_core.phonons import load_phonopy, run_mesh
-    return run_mesh(load_phonopy(EXAMPLES / "mp-2667-20180417"))
+    return run_mesh(load_phonopy(EXAMPLES / "mp-2667-20180417"), spacing=0.1)
 
 
 # ---------------------------------------------------------------------------

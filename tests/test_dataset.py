@@ -159,7 +159,8 @@ def test_regenerated_map_equals_engine_direct_result(reference_db, example_dir, 
     db = Database(reference_db)
     regenerated = db.regenerate(mid, "map")
     direct = simulate(example_dir / f"{mid}-20180417", "Ideal2D", orders=FAST.orders,
-                      grouping="element", temperature=FAST.temperature).total
+                      temperature=FAST.temperature, mesh_spacing=FAST.mesh_spacing,
+                      grouping="element").total
     assert regenerated.values.shape == (300, 300)
     np.testing.assert_array_equal(regenerated.energy_edges, direct.energy_edges)
     np.testing.assert_array_equal(regenerated.q_edges, direct.q_edges)

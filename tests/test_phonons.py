@@ -44,7 +44,7 @@ COARSE_STEP = 0.25
 def crystal(request):
     """(phonopy object, engine modes) for one crystal; the phonopy mesh is re-run per test."""
     phonon = load_phonopy(request.param)
-    modes = run_mesh(phonon)          # engine default: irreducible wedge, spacing < 0.1 1/A
+    modes = run_mesh(phonon, spacing=0.1)  # irreducible wedge, spacing < 0.1 1/A
     return phonon, modes
 
 
@@ -142,7 +142,7 @@ def test_mesh_for_spacing_hexagonal():
 
 # ----------------------------------------------------------- imaginary modes
 def test_imaginary_modes_flagged_for_unstable_tl():
-    modes = run_mesh(load_phonopy(TL))
+    modes = run_mesh(load_phonopy(TL), spacing=0.1)
     assert modes.has_imaginary
     assert modes.min_energy < -1.0
     assert modes.imaginary_fraction > 0
@@ -150,7 +150,7 @@ def test_imaginary_modes_flagged_for_unstable_tl():
 
 
 def test_stable_csau_not_flagged():
-    modes = run_mesh(load_phonopy(CSAU))
+    modes = run_mesh(load_phonopy(CSAU), spacing=0.1)
     assert not modes.has_imaginary
     assert modes.imaginary_fraction == 0.0
     assert modes.min_energy > -0.5

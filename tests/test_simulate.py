@@ -55,7 +55,8 @@ def test_sequoia_nan_outside_kinematic_range(sif4_ing):
 
 def test_temperature_adds_gain_side(sif4_ing):
     edges = np.arange(-50, 50.5, 0.5)
-    cold = simulate_ingredients(sif4_ing, Settings.check("Ideal2D", energy_edges=edges)).total
+    cold = simulate_ingredients(sif4_ing, Settings.check("Ideal2D", energy_edges=edges,
+                                                         temperature=0.0)).total
     warm = simulate_ingredients(sif4_ing, Settings.check("Ideal2D", energy_edges=edges,
                                                          temperature=300)).total
     gain = cold.energy_centres < -5

@@ -16,6 +16,7 @@ from insnet_core.subtraction import (FitRegion, fit_scale, fixed_scale, integrat
 
 SCALE, BACKGROUND_FRACTION = 2.5, 0.01
 MAG_E, MAG_SIGMA, MAG_FRACTION = 15.0, 3.0, 0.3
+MAG_Q_MAX = 3.0   # 1/A; the default fit region starts at 4
 # expected counts in the brightest phonon bin: low and high count levels
 COUNT_LEVELS = {"low": 50.0, "high": 5000.0}
 
@@ -34,8 +35,10 @@ def _truth(pred):
     peak = np.nanmax(pred.values)
     background = BACKGROUND_FRACTION * SCALE * peak
     e, q = pred.energy_centres, pred.q_centres
+    # confined to low |Q| (as the case): the Ru+ form factor's tail (1.4 % at 4 1/A)
+    # would otherwise enter the fit region and bias the scale by a few of its sigmas
     mag = (MAG_FRACTION * SCALE * peak * np.exp(-0.5 * ((e - MAG_E) / MAG_SIGMA) ** 2)[None, :]
-           * magnetic_form_factor_squared("Ru1+", q)[:, None])
+           * (magnetic_form_factor_squared("Ru1+", q) * (q < MAG_Q_MAX))[:, None])
     mag = np.where(np.isnan(pred.values), np.nan, mag)
     expected = pred.replace(values=SCALE * pred.values + background + mag)
     return expected, mag, background
@@ -80,7 +83,13 @@ def test_validation_synthetic_sequoia_map(prediction, level):
     r = validation_numbers(prediction, level)
     print(level, r)
     assert r["weighting"] == "poisson"            # counting data: auto picks Poisson
-    assert abs(r["scale_pull"]) < 2.0
+    assert abs(r["scale_pull"]) < 3.0
+    # within 2 sigma is a statement about the ensemble: over 12 noise draws the pulls of the
+    # fitted scale average to 0 (within 2/sqrt(12)) and most fall within 2 sigma
+    pulls = np.array([validation_numbers(prediction, level, seed=s)["scale_pull"]
+                      for s in range(100, 112)])
+    assert abs(pulls.mean()) < 2.0 / np.sqrt(pulls.size)
+    assert np.sum(np.abs(pulls) < 2.0) >= 10
     assert abs(r["background_pull"]) < 3.0
     assert abs(r["magnetic_rel_error"]) < 3.0 * r["magnetic_rel_sigma"]
     if level == "high":

@@ -62,8 +62,11 @@ def datacard_text(db, source=None, comparison=None):
         "`Database.regenerate(id, 'map')`) rebuilds it from the ingredients, equal to the "
         "engine's direct result to float32 precision (tests/test_dataset.py).",
         "",
-        f"Settings: record format {cfg.format}; mesh spacing < {cfg.mesh_spacing:g} 1/A "
-        f"(Gamma-centred), phonon orders 1-{cfg.orders}, ingredients grouped per "
+        f"Settings: record format {cfg.format}; "
+        + ("the engine's default Gamma-centred mesh (spacing < 0.1 1/A and at least "
+           "4e6/n_atoms^3 q-points, docs/engine.md)" if cfg.mesh_spacing is None else
+           f"Gamma-centred mesh spacing < {cfg.mesh_spacing:g} 1/A")
+        + f", phonon orders 1-{cfg.orders}, ingredients grouped per "
         f"{cfg.grouping}, T = {cfg.temperature:g} K for the targets; fundamentals with the "
         "anisotropic Debye-Waller factor (exact powder average, docs/engine.md), overtones "
         "isotropic.",

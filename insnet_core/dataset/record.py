@@ -35,7 +35,9 @@ RECORD_FORMAT = 2
 class BuildConfig:
     """Settings of a database build (stored in every shard file)."""
 
-    mesh_spacing: float = 0.1      # 1/angstrom, Gamma-centred mesh (reference work: < 0.1)
+    # Gamma-centred mesh: None = the engine's default rule (phonons.default_mesh: spacing
+    # < 0.1 1/A and >= 4e6/n_atoms^3 q-points); a number = that spacing alone (1/angstrom)
+    mesh_spacing: float | None = None
     bin_width: float = 0.1         # meV, grid of the stored DOS
     orders: int = 10               # phonon orders of the targets
     temperature: float = 0.0       # K, of the targets (and of the Debye-Waller axes)

@@ -37,7 +37,8 @@ def get_instrument(name, **settings):
     name : str
         'VISION', 'SEQUOIA' or 'Ideal2D', in any letter case.
     **settings
-        Constructor settings of that instrument: ``final_energy`` for VISION;
+        Constructor settings of that instrument: ``final_energy``,
+        ``bank_angles``, ``resolution_poly`` for VISION;
         ``ei``, ``chopper_package``, ``chopper_frequency`` for SEQUOIA; none
         for Ideal2D. Settings given as None take their defaults.
 

@@ -97,7 +97,16 @@ class Vision(Instrument):
     ----------
     final_energy : float, optional
         Final neutron energy E_f in meV; default from ``data/vision.json``
-        (3.5 meV).
+        (3.5 meV). OCLIMAX's VISION default is 32 cm^-1 = 3.97 meV.
+    bank_angles : sequence of float, optional
+        Scattering angles 2theta of the analyser banks, degrees, each in
+        (0, 180); default 135 (backward) and 45 (forward). Banks above 90 deg
+        are named ``backward``, the others ``forward`` (numbered when several
+        share a name).
+    resolution_poly : sequence of 1 to 3 float, optional
+        User resolution: Gaussian FWHM = a + b|E| + c E^2 with E and the FWHM
+        in cm^-1 (a > 0, b, c >= 0), e.g. ``(2.5, 0.005, 1e-7)`` for OCLIMAX's
+        VISION default. Default: the propagated time-of-flight model below.
 
     Attributes
     ----------
@@ -110,9 +119,9 @@ class Vision(Instrument):
     name = "VISION"
     is_map = False
     display_energy_unit = "cm-1"
-    settings = ("final_energy",)
+    settings = ("final_energy", "bank_angles", "resolution_poly")
 
-    def __init__(self, final_energy=None):
+    def __init__(self, final_energy=None, bank_angles=None, resolution_poly=None):
         data = load_instrument_data("vision")
         self._data = data
         if final_energy is None:
@@ -122,7 +131,12 @@ class Vision(Instrument):
             raise InputError(
                 f"VISION final_energy must be positive, got {final_energy:g} meV")
         self.final_energy = final_energy
-        self.banks = [Bank(str(b["name"]), float(b["angle_deg"])) for b in data["banks"]]
+        if bank_angles is None:
+            self.banks = [Bank(str(b["name"]), float(b["angle_deg"])) for b in data["banks"]]
+        else:
+            self.banks = _user_banks(bank_angles)
+        self.resolution_poly = (None if resolution_poly is None
+                                else _check_resolution_poly(resolution_poly))
         self.display_energy_unit = data.get("display_energy_unit", "cm-1")
 
         self._l1 = float(data["primary_flight_path_m"])
@@ -234,7 +248,7 @@ class Vision(Instrument):
         return {key: _SIGMA_TO_FWHM * value for key, value in sigma.items()}
 
     def resolution_fwhm(self, energy):
-        """Gaussian FWHM (meV) of VISION's energy resolution.
+        """Gaussian FWHM (meV) of VISION's energy resolution (or the user polynomial).
 
         Parameters
         ----------
@@ -247,6 +261,10 @@ class Vision(Instrument):
             FWHM in meV, same shape as ``energy`` (about 1.2-1.5 % of E for
             20-500 meV).
         """
+        if self.resolution_poly is not None:
+            a, b, c = self.resolution_poly
+            e_cm = np.abs(np.asarray(energy, dtype=float)) / MEV_PER_CM1
+            return (a + b * e_cm + c * e_cm ** 2) * MEV_PER_CM1
         terms = self.resolution_terms(energy)
         return np.sqrt(sum(value ** 2 for value in terms.values()))
 
@@ -280,6 +298,56 @@ class Vision(Instrument):
             "bank_angles_deg": [b.angle_deg for b in self.banks],
             "primary_flight_path_m": self._l1,
             "analyser": self._data["analyser"]["crystal"],
-            "resolution_model": ("propagated time-of-flight uncertainties after Seeger, "
-                                 "Daemen & Larese, NIM A 604 (2009) 719"),
+            "resolution_model": (
+                "propagated time-of-flight uncertainties after Seeger, Daemen & Larese, "
+                "NIM A 604 (2009) 719" if self.resolution_poly is None else
+                "user polynomial FWHM = a + b|E| + c E^2 (cm-1), (a, b, c) = "
+                + ", ".join(f"{x:g}" for x in self.resolution_poly)),
         }
+
+
+def _user_banks(bank_angles):
+    """Banks from user scattering angles (degrees); InputError naming bank_angles."""
+    if isinstance(bank_angles, str):
+        bank_angles = [x for x in bank_angles.replace(",", " ").split()]
+    try:
+        angles = [float(a) for a in np.atleast_1d(np.asarray(bank_angles, dtype=object))]
+    except (TypeError, ValueError):
+        raise InputError(f"VISION bank_angles must be scattering angles in degrees, "
+                         f"got {bank_angles!r}") from None
+    if not angles:
+        raise InputError("VISION bank_angles: give at least one scattering angle (degrees)")
+    for a in angles:
+        if not (np.isfinite(a) and 0.0 < a < 180.0):
+            raise InputError(f"VISION bank_angles must be between 0 and 180 degrees "
+                             f"(exclusive), got {a:g}")
+    names = ["backward" if a > 90.0 else "forward" for a in angles]
+    counts = {n: names.count(n) for n in names}
+    seen = {}
+    banks = []
+    for name, angle in zip(names, angles):
+        if counts[name] > 1:
+            seen[name] = seen.get(name, 0) + 1
+            name = f"{name}{seen[name]}"
+        banks.append(Bank(name, angle))
+    return banks
+
+
+def _check_resolution_poly(coefficients):
+    """(a, b, c) of a FWHM polynomial in cm^-1; InputError naming resolution_poly."""
+    if isinstance(coefficients, str):
+        coefficients = [x for x in coefficients.replace(",", " ").split()]
+    try:
+        values = [float(x) for x in np.atleast_1d(np.asarray(coefficients, dtype=object))]
+    except (TypeError, ValueError):
+        raise InputError("VISION resolution_poly must be 1 to 3 numbers a,b,c (FWHM = a + b E "
+                         f"+ c E^2 in cm-1), got {coefficients!r}") from None
+    if not 1 <= len(values) <= 3 or not all(np.isfinite(values)):
+        raise InputError("VISION resolution_poly must be 1 to 3 finite numbers a,b,c (FWHM = "
+                         f"a + b E + c E^2 in cm-1), got {coefficients!r}")
+    values += [0.0] * (3 - len(values))
+    a, b, c = values
+    if a <= 0 or b < 0 or c < 0:
+        raise InputError("VISION resolution_poly needs a > 0 and b, c >= 0 (FWHM = a + b E + "
+                         f"c E^2 in cm-1), got {a:g}, {b:g}, {c:g}")
+    return (a, b, c)

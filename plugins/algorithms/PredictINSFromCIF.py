@@ -46,9 +46,26 @@ class PredictINSFromCIF(PythonAlgorithm):
             "ChopperFrequency", 0, validator=IntBoundedValidator(lower=0),
             doc="SEQUOIA Fermi chopper frequency in Hz (a multiple of 60 up to 600). 0 "
                 "(default): the frequency with the best transmission at Ei.")
+        # VISION settings (empty / 0: the instrument's documented defaults); shared defaults
+        from insnet_core.defaults import DEFAULT_TEMPERATURE_K
         self.declareProperty(
-            "Temperature", 5.0, validator=FloatBoundedValidator(lower=0.0),
-            doc="Sample temperature in K (>= 0; Bose and Debye-Waller factors). Default 5 K.")
+            "FinalEnergy", 0.0, validator=FloatBoundedValidator(lower=0.0),
+            doc="VISION final energy in meV. 0 (default): 3.5 meV. OCLIMAX uses 32 cm-1 "
+                "(3.97 meV).")
+        self.declareProperty(
+            "BankAngles", "",
+            doc="VISION analyser bank scattering angles in degrees, comma separated. Empty "
+                "(default): 135,45 (backward, forward).")
+        self.declareProperty(
+            "ResolutionPolynomial", "",
+            doc="VISION resolution as FWHM = a + b*E + c*E^2 in cm-1, given as 'a,b,c'. "
+                "Empty (default): the propagated instrument model. 2.5,0.005,1e-7 "
+                "reproduces OCLIMAX's VISION resolution.")
+        self.declareProperty(
+            "Temperature", DEFAULT_TEMPERATURE_K,
+            validator=FloatBoundedValidator(lower=0.0),
+            doc="Sample temperature in K (>= 0; Bose and Debye-Waller factors). Default "
+                f"{DEFAULT_TEMPERATURE_K:g} K.")
         self.declareProperty(
             MatrixWorkspaceProperty("BinningWorkspace", "", direction=Direction.Input,
                                     optional=PropertyMode.Optional),

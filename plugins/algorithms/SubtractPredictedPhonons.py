@@ -8,6 +8,7 @@ from mantid.kernel import (Direction, FloatBoundedValidator, IntBoundedValidator
 
 from insnet_core import mantid_algorithms as predict_support
 from insnet_core import mantid_subtraction as support
+from insnet_core.defaults import DEFAULT_TEMPERATURE_K
 
 
 class SubtractPredictedPhonons(PythonAlgorithm):
@@ -54,8 +55,8 @@ class SubtractPredictedPhonons(PythonAlgorithm):
             "ChopperFrequency", 0, validator=IntBoundedValidator(lower=0),
             doc="SEQUOIA Fermi chopper frequency in Hz; 0: best transmission at Ei.")
         self.declareProperty(
-            "Temperature", 5.0, validator=FloatBoundedValidator(lower=0.0),
-            doc="Sample temperature in K (default 5).")
+            "Temperature", DEFAULT_TEMPERATURE_K, validator=FloatBoundedValidator(lower=0.0),
+            doc=f"Sample temperature in K (default {DEFAULT_TEMPERATURE_K:g}).")
         self.declareProperty(
             "Method", "Physics", validator=StringListValidator(predict_support.METHODS),
             doc="Physics (force constants) or ML, as in PredictINSFromCIF.")
