@@ -39,6 +39,13 @@ ACOUSTIC_GAMMA_TOLERANCE_MEV = 2.0
 #: Memory allowed for one batch of eigenvectors in :func:`run_mesh`, bytes.
 MESH_BATCH_BYTES = 256 * 2 ** 20
 
+#: phonopy backend for dynamical matrices. Its C extension (OpenMP) gives the same frequencies
+#: as the Rust one (phonors) and keeps its speed from call to call; with phonors 0.8 the
+#: non-analytical-correction kernel became 4-5x slower after the first call in a process
+#: (measured on mp-277: 3 s, then 14 s per 400 q-points), which a database worker repeats
+#: thousands of times. phonopy falls back to Rust where the C extension is missing.
+PHONOPY_BACKEND = "C"
+
 #: Default maximum spacing between mesh points, 1/angstrom (reference work: < 0.1).
 DEFAULT_MESH_SPACING = 0.1
 
@@ -264,7 +271,8 @@ def load_phonopy(source, born=True):
             elif (folder / "FORCE_SETS").is_file():
                 kwargs["force_sets_filename"] = str(folder / "FORCE_SETS")
             phonon = _quiet(phonopy.load, str(yaml_file), born_filename=born_arg,
-                            produce_fc=True, log_level=0, fc_calculator="traditional", **kwargs)
+                            produce_fc=True, log_level=0, fc_calculator="traditional",
+                            lang=PHONOPY_BACKEND, **kwargs)
         else:
             unitcell = folder / "POSCAR-unitcell"
             conf = folder / "phonopy.conf"
@@ -283,7 +291,8 @@ def load_phonopy(source, born=True):
                 raise InputError(f"{folder}: missing FORCE_SETS (and no FORCE_CONSTANTS)")
             phonon = _quiet(phonopy.load, supercell_matrix=supercell, primitive_matrix=primitive,
                             unitcell_filename=str(unitcell), born_filename=born_arg,
-                            produce_fc=True, log_level=0, fc_calculator="traditional", **kwargs)
+                            produce_fc=True, log_level=0, fc_calculator="traditional",
+                            lang=PHONOPY_BACKEND, **kwargs)
     except InputError:
         raise
     except Exception as exc:  # phonopy raises many types for broken files

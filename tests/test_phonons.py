@@ -291,3 +291,13 @@ def test_phonopy_yaml_and_force_constants_give_same_modes(tmp_path, example_dir)
     for source in (with_forces / "phonopy_params.yaml", fc_only):
         modes = run_mesh(load_phonopy(source), mesh=mesh)
         np.testing.assert_allclose(modes.energies, ref_modes.energies, atol=2e-3)
+
+
+def test_phonopy_backend_is_the_c_extension():
+    """Dynamical matrices through phonopy's C extension (see PHONOPY_BACKEND): the Rust
+    kernel of the non-analytical correction slows down after its first call in a process."""
+    from insnet_core.phonons import PHONOPY_BACKEND
+    from phonopy._lang import have_c_ext
+    phonon = load_phonopy(SIF4)
+    assert PHONOPY_BACKEND == "C"
+    assert phonon.lang == ("C" if have_c_ext() else "Rust")
