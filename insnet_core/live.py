@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from insnet_core import InputError
+from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K
 
 __all__ = ["files_hash", "PredictionCache", "LiveOverlay", "FINE_ENERGY_STEP", "FINE_Q_STEP",
            "default_cache", "shared_overlay"]
@@ -183,8 +184,9 @@ class LiveOverlay:
     """
 
     def __init__(self, structure_file, method="Physics", force_constants=None, model=None,
-                 instrument="SEQUOIA", temperature=5.0, ei=None, chopper_package=None,
-                 chopper_frequency=None, orders=4, fine_energy_step=FINE_ENERGY_STEP,
+                 instrument="SEQUOIA", temperature=DEFAULT_TEMPERATURE_K, ei=None,
+                 chopper_package=None, chopper_frequency=None, orders=DEFAULT_ORDERS,
+                 fine_energy_step=FINE_ENERGY_STEP,
                  fine_q_step=FINE_Q_STEP, cache=None):
         from insnet_core.predict import plan
         self._args = dict(structure_file=structure_file, method=method,

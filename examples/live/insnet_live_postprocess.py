@@ -36,6 +36,7 @@ import numpy as np
 from mantid.api import AnalysisDataService
 from mantid.simpleapi import CloneWorkspace
 
+from insnet_core.defaults import DEFAULT_TEMPERATURE_K
 from insnet_core.live import shared_overlay
 from insnet_core.mantid_adapter import binning_from_workspace, spectrum_to_workspace
 from insnet_core.mantid_algorithms import log_as_float
@@ -51,7 +52,7 @@ SETTINGS = dict(
     method=os.environ.get("INSNET_LIVE_METHOD", "Physics"),
     instrument=os.environ.get("INSNET_LIVE_INSTRUMENT", "SEQUOIA"),
     ei=_float_or_none(os.environ.get("INSNET_LIVE_EI")),
-    temperature=float(os.environ.get("INSNET_LIVE_TEMPERATURE", "5")),
+    temperature=float(os.environ.get("INSNET_LIVE_TEMPERATURE", DEFAULT_TEMPERATURE_K)),
 )
 SCALE = os.environ.get("INSNET_LIVE_SCALE", "none").strip().lower()
 

@@ -41,6 +41,10 @@ def datacard_text(db, source=None, comparison=None):
         + (f" of {planned} in the source index" if planned else "")
         + f" — computed {len(ok)}, failed {len(failed)}",
         f"* shard files: {len(shards)} ({', '.join(shards)}), {size / 2 ** 20:.1f} MiB in all",
+        *([f"* **rebuild in progress**: {planned - len(ok) - len(failed)} crystals of the "
+           "source index are not computed yet; continue with `insnet dataset build --source "
+           "../shared/data/phonondb --out data/insnet-db --resume` (see Rebuild)"]
+          if planned and len(ok) + len(failed) < planned else []),
         f"* with imaginary modes (below -{0.5} meV): {unstable}; below -1 THz: {below_1thz}",
         f"* with modes above {cfg.max_energy_flag:g} meV (beyond the map's range): {above}",
         f"* containing hydrogen: {with_h}",
