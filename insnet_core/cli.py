@@ -166,10 +166,8 @@ def _onto_edges(result, energy_edges, q_edges, display_unit, source):
     return moved
 
 
-def run_simulate(args):
-    from insnet_core.binning import energy_edges_from_params, rebin_edges
-    from insnet_core.simulate import simulate
-
+def _check_outputs(args):
+    """The checked ``-o`` (.nxs or .csv) and optional ``--plot`` (.png) paths."""
     output = _check_output(args.output, "output file")
     if output.suffix.lower() not in _WRITERS:
         raise InsnetError(f"output file {output}: unknown extension {output.suffix!r}; "
@@ -177,6 +175,14 @@ def run_simulate(args):
     plot = _check_output(args.plot, "plot file") if args.plot else None
     if plot is not None and plot.suffix.lower() != ".png":
         raise InsnetError(f"plot file {plot}: must end in .png")
+    return output, plot
+
+
+def run_simulate(args):
+    from insnet_core.binning import energy_edges_from_params, rebin_edges
+    from insnet_core.simulate import simulate
+
+    output, plot = _check_outputs(args)
     instrument = args.instrument
     settings = {}
     if args.ei is not None:
@@ -337,13 +343,7 @@ def run_subtract(args):
     from insnet_core.subtraction import (DEFAULT_FIT_Q_MIN, FitRegion, parse_range,
                                          subtract_prediction)
 
-    output = _check_output(args.output, "output file")
-    if output.suffix.lower() not in _WRITERS:
-        raise InsnetError(f"output file {output}: unknown extension {output.suffix!r}; "
-                          "use .nxs (Mantid processed NeXus) or .csv")
-    plot = _check_output(args.plot, "plot file") if args.plot else None
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise InsnetError(f"plot file {plot}: must end in .png")
+    output, plot = _check_outputs(args)
     region = FitRegion(q_range=parse_range(args.fit_q_range, "--fit-q-range",
                                            (DEFAULT_FIT_Q_MIN, float("inf"))),
                        energy_range=parse_range(args.fit_energy_range, "--fit-energy-range"))
