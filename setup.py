@@ -27,7 +27,12 @@ setup(
     ],
     extras_require={
         "coherent": ["euphonic>=1.3,<3"],
-        "test": ["pytest>=7", "euphonic>=1.3,<3"],
+        # the e3nn predictor (training, loading, prediction); torch is capped so that
+        # the CPU wheel the package index offers is the one chosen
+        "ml": ["torch>=2.1,<2.14", "e3nn>=0.5,<0.7", "vesin>=0.3", "safetensors>=0.4",
+               "onnxruntime>=1.16"],
+        "test": ["pytest>=7", "euphonic>=1.3,<3", "torch>=2.1,<2.14", "e3nn>=0.5,<0.7",
+                 "vesin>=0.3", "safetensors>=0.4", "onnxruntime>=1.16"],
         "gpu": ["onnxruntime-gpu>=1.16"],
     },
     entry_points={"console_scripts": ["insnet=insnet_core.cli:main"]},

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from insnet_core import InsnetError, __version__
+from insnet_core import InputError, InsnetError, __version__
 from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K
 
 __all__ = ["main", "build_parser"]
@@ -84,6 +84,7 @@ def build_parser():
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_subtract_parser(sub)
+    _add_train_parser(sub)
 
     ds = sub.add_parser("dataset", help="the INS training database built from phonondb")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
@@ -120,6 +121,72 @@ def build_parser():
                       help="with --card: add how the VISION targets changed from this "
                            "earlier build (any format)")
     return parser
+
+
+def _add_train_parser(sub):
+    t = sub.add_parser("train", help="train a predictor on the INS database (torch)",
+                       description="Train an e3nn predictor; checkpoints every few minutes, "
+                                   "--resume continues, early stopping on the validation part.")
+    t.add_argument("--db", required=True, help="database folder")
+    t.add_argument("--out", required=True, help="run / model folder (models/NAME)")
+    t.add_argument("--kind", choices=("insnet", "reference"), default="insnet",
+                   help="insnet: VISION + partial-DOS heads; reference: the reference work's "
+                        "architecture and settings (VISION only)")
+    t.add_argument("--heads", default=None,
+                   help="comma-separated heads of the insnet kind (vision,dos)")
+    for name, typ, default, text in (
+            ("--em-dim", int, 64, "element embedding size"),
+            ("--mul", int, 32, "channels per irrep"), ("--lmax", int, 1, "highest l"),
+            ("--layers", int, 2, "gated convolutions"),
+            ("--radial-neurons", int, 100, "radial MLP width"),
+            ("--out-dim", int, 64, "final scalars per atom (insnet kind)"),
+            ("--epochs", int, 200, "most epochs"), ("--batch-size", int, 16, "crystals per batch"),
+            ("--lr", float, 0.005, "AdamW learning rate"),
+            ("--weight-decay", float, 0.05, "AdamW weight decay"),
+            ("--gamma", float, 0.96, "learning rate factor per epoch"),
+            ("--patience", int, 12, "early stopping: epochs without a better validation loss"),
+            ("--seed", int, 0, "initialisation and batch order seed"),
+            ("--checkpoint-minutes", float, 5.0, "checkpoint interval"),
+            ("--max-hours", float, 0.0, "stop resumably after this long (0: no limit)"),
+            ("--max-train", int, 0, "only the first N training crystals (0: all)"),
+            ("--threads", int, 0, "torch threads (0: default)")):
+        t.add_argument(name, type=typ, default=default, help=f"{text} (default {default})")
+    t.add_argument("--unstable", choices=("keep", "downweight", "drop"), default="keep",
+                   help="crystals with modes below -1 THz: keep, weight 0.3, or drop")
+    t.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--compact", action="store_true",
+                   help="checkpoints without optimiser moments (smaller, for committing)")
+
+
+def run_train(args):
+    try:
+        from insnet_core.nn.model import ModelConfig
+        from insnet_core.nn.train import TrainSettings, train
+    except ImportError as exc:
+        raise InsnetError(f"training needs the ML extra (pip install 'insnet[ml]'): {exc}") \
+            from None
+    from insnet_core.dataset.reader import Database
+
+    heads = (("vision",) if args.kind == "reference" else
+             tuple(h.strip() for h in (args.heads or "vision,dos").split(",") if h.strip()))
+    try:
+        config = ModelConfig(kind=args.kind, heads=heads, em_dim=args.em_dim, mul=args.mul,
+                             lmax=args.lmax, layers=args.layers,
+                             radial_neurons=args.radial_neurons, out_dim=args.out_dim)
+    except ValueError as exc:
+        raise InputError(f"model settings: {exc}") from None
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay, gamma=args.gamma,
+                             patience=args.patience, seed=args.seed,
+                             checkpoint_minutes=args.checkpoint_minutes, unstable=args.unstable,
+                             max_train=args.max_train, max_hours=args.max_hours,
+                             threads=args.threads, compact=args.compact)
+    card = train(Database(args.db), args.out, config, settings, resume=args.resume,
+                 graph_cache=args.graph_cache, log=lambda m: print(m, flush=True))
+    if card is not None:
+        print(f"wrote model {args.out} (best epoch {card['training']['best_epoch']})")
+    return 0
 
 
 def _check_output(path, what):
@@ -401,6 +468,8 @@ def main(argv=None):
             return run_dataset(args)
         if args.command == "subtract":
             return run_subtract(args)
+        if args.command == "train":
+            return run_train(args)
     except InsnetError as exc:
         print(f"insnet: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,148 @@
+"""Model files: weights (safetensors) + ``card.json``; checks on loading.
+
+A model folder ``models/<name>/`` holds
+
+* ``card.json`` — format version, model kind and hyper-parameters
+  (:class:`~insnet_core.nn.model.ModelConfig`), the output grids and their
+  units, the training elements, database hash and split seed, training
+  settings and time, test metrics;
+* ``weights.safetensors`` — the state dict (float32 tensors, no pickle), or
+  ``member-<k>.safetensors`` for each member of an ensemble.
+
+:func:`load_models` rebuilds the network from the card and refuses, with one
+message naming the file and the field, a card of another format, grids other
+than this code's, or weights that do not fit the configuration.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from insnet_core import InputError
+
+__all__ = ["CARD_FORMAT", "ModelFileError", "write_card", "read_card", "save_members",
+           "load_models", "vision_grid", "dos_grid"]
+
+#: Version of the card + weights layout this code reads and writes.
+CARD_FORMAT = 1
+_CARD = "card.json"
+
+
+class ModelFileError(InputError):
+    """A model folder that this code cannot use."""
+
+
+def vision_grid():
+    """The VISION head's grid as stored in cards (cm^-1 bin edges)."""
+    return {"unit": "cm^-1", "start": 10.0, "stop": 1200.0, "width": 10.0, "bins": 119,
+            "normalisation": "max"}
+
+
+def dos_grid(bins, width):
+    """The DOS head's grid as stored in cards (meV bins from 0)."""
+    return {"unit": "meV", "start": 0.0, "width": float(width), "bins": int(bins),
+            "axes": "principal axes of the Debye-Waller tensor, ascending", "normalisation":
+            "each axis sums to 1"}
+
+
+def write_card(folder, card):
+    """Write ``card.json`` (adds the format version)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card = dict(card)
+    card["format_version"] = CARD_FORMAT
+    tmp = folder / (_CARD + ".tmp")
+    tmp.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
+    tmp.replace(folder / _CARD)
+
+
+def read_card(folder):
+    """The card of a model folder, checked for format and grids."""
+    path = Path(folder) / _CARD
+    if not path.is_file():
+        raise ModelFileError(f"{folder}: no {_CARD}; not an insnet model folder")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: unreadable model card ({exc})") from None
+    version = card.get("format_version")
+    if version != CARD_FORMAT:
+        raise ModelFileError(f"{path}: format_version {version!r}; this insnet reads model "
+                             f"cards of format {CARD_FORMAT}")
+    for key in ("model", "elements", "members"):
+        if key not in card:
+            raise ModelFileError(f"{path}: the card has no '{key}' field")
+    if card.get("vision_grid") != vision_grid():
+        raise ModelFileError(f"{path}: vision_grid {card.get('vision_grid')} differs from this "
+                             f"code's {vision_grid()}")
+    model = card["model"]
+    if "dos" in model.get("heads", []):
+        expect = dos_grid(model.get("dos_bins"), model.get("dos_width"))
+        if card.get("dos_grid") != expect:
+            raise ModelFileError(f"{path}: dos_grid {card.get('dos_grid')} differs from the "
+                                 f"model settings' {expect}")
+    return card
+
+
+def save_members(folder, models, card):
+    """Write each model's weights and the card (``members`` lists the files)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k, m in enumerate(models):
+        name = "weights.safetensors" if len(models) == 1 else f"member-{k}.safetensors"
+        state = {key: v.detach().to("cpu").contiguous() for key, v in m.state_dict().items()}
+        save_file(state, str(folder / name))
+        names.append(name)
+    card = dict(card)
+    card["members"] = names
+    write_card(folder, card)
+
+
+def load_models(folder):
+    """The networks of a model folder and its card.
+
+    Returns
+    -------
+    (list of INSNet, dict)
+        The members in evaluation mode, and the card.
+
+    Raises
+    ------
+    ModelFileError
+        Unknown format, grid mismatch, unknown settings, missing or ill-fitting
+        weights.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from insnet_core.nn.model import INSNet, ModelConfig
+
+    folder = Path(folder)
+    card = read_card(folder)
+    try:
+        config = ModelConfig.from_dict(card["model"])
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{folder / _CARD}: model settings do not match this code ({exc})") \
+            from None
+    models = []
+    for name in card["members"]:
+        path = folder / name
+        if not path.is_file():
+            raise ModelFileError(f"{path}: weights file listed in the card is missing")
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ModelFileError(f"{path}: unreadable weights ({exc})") from None
+        net = INSNet(config)
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0:2]
+            raise ModelFileError(f"{path}: weights do not fit the card's model settings "
+                                 f"({' '.join(first)})") from None
+        net.eval()
+        models.append(net)
+    return models, card
