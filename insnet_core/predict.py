@@ -10,8 +10,10 @@ on the requested bins. Two methods exist:
   phonons themselves come from the force constants' own cell. The engine
   integrates the resolution-broadened spectrum over each requested bin, so the
   requested edges are used as they are.
-* ``'ML'``: machine-learned prediction straight from the structure. No trained
-  model is shipped yet, so this method reports that clearly and stops.
+* ``'ML'``: machine-learned prediction straight from the structure: a model
+  folder of ``models/`` (:mod:`insnet_core.nn`) predicts each element's
+  partial DOS, and the engine computes the instrument spectrum from it, with
+  the ensemble's spread as errors. Elements the model never saw are refused.
 
 :func:`find_problems` runs every cheap check (files, settings, bins) without
 computing anything and returns one message per faulty input, which is what
@@ -21,6 +23,7 @@ overlay uses it to follow the binning of incoming data.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +35,8 @@ from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "PredictionRequest", "plan", "find_problems",
            "predict", "rebin_result", "resolve_force_constants", "force_constants_formula",
-           "check_consistency", "available_models"]
+           "check_consistency", "available_models", "default_model", "resolve_model",
+           "load_predictor"]
 
 #: Prediction methods, as users name them.
 METHODS = ("Physics", "ML")
@@ -148,24 +152,90 @@ def check_consistency(structure, force_constants):
 
 
 # ----------------------------------------------------------------------------
-# ML models (none shipped yet)
+# ML models
 # ----------------------------------------------------------------------------
 def available_models():
-    """Names of the trained models shipped in ``models/`` (empty today)."""
+    """Names of the finished models in ``models/`` (folders with a ``card.json``)."""
     if not _MODELS_DIR.is_dir():
         return []
     return sorted(p.name for p in _MODELS_DIR.iterdir()
-                  if p.is_dir() and any(p.glob("*.json")))
+                  if p.is_dir() and (p / "card.json").is_file())
 
 
-def _ml_unavailable(model):
+def default_model():
+    """The model Method 'ML' uses when none is named, or None when none is shipped.
+
+    The finished model whose card says ``"default": true``; otherwise the only
+    finished model.
+    """
+    import json
+    names = available_models()
+    for name in names:
+        try:
+            if json.loads((_MODELS_DIR / name / "card.json").read_text()).get("default"):
+                return name
+        except (OSError, ValueError):
+            continue
+    return names[0] if len(names) == 1 else None
+
+
+def resolve_model(model):
+    """The folder of a model given by name (in ``models/``) or by path."""
+    if model in (None, ""):
+        name = default_model()
+        if name is None:
+            shipped = available_models()
+            if not shipped:
+                raise InputError("Method 'ML': no trained model is shipped with this insnet "
+                                 "yet; use Method 'Physics' with a ForceConstantsFile")
+            raise InputError(f"Method 'ML': name a model; shipped: {', '.join(shipped)}")
+        return _MODELS_DIR / name
+    p = Path(os.fspath(model))
+    if p.is_dir():
+        return p
+    if (_MODELS_DIR / str(model)).is_dir() and (_MODELS_DIR / str(model) / "card.json").is_file():
+        return _MODELS_DIR / str(model)
     shipped = available_models()
-    if not shipped:
-        return ("Method 'ML': no trained model is shipped with insnet yet (the models are "
-                "still being trained); use Method 'Physics' with a ForceConstantsFile")
-    if model and model not in shipped:
-        return f"model {model!r} not found; shipped models: {', '.join(shipped)}"
-    return "Method 'ML': model inference is not implemented in this version of insnet"
+    raise InputError(f"model {model!r} not found; shipped models: "
+                     f"{', '.join(shipped) if shipped else 'none'}")
+
+
+def _check_ml(structure, model, problems):
+    """Model folder of an ML request; problems filed under 'model' / 'structure_file'."""
+    from insnet_core.nn.card import read_card
+    try:
+        folder = resolve_model(model)
+        card = read_card(folder)
+    except InputError as exc:
+        problems["model" if model else "method"] = str(exc)
+        return None
+    if structure is not None:
+        unknown = sorted(set(structure.species) - set(card["elements"]))
+        if unknown:
+            problems["structure_file"] = (
+                f"{structure.source}: element(s) {', '.join(unknown)} never seen in training by "
+                f"model {card.get('name', folder.name)!r}; it cannot predict them (use Method "
+                "'Physics' with force constants)")
+        if "dos" not in card["model"].get("heads", []):
+            problems["model"] = (f"model {card.get('name', folder.name)!r} has no DOS head: it "
+                                 "cannot give instrument spectra")
+    return folder
+
+
+_PREDICTORS = {}
+
+
+def load_predictor(folder):
+    """The :class:`~insnet_core.nn.predictor.Predictor` of a model folder, loaded once."""
+    key = str(Path(folder).resolve())
+    if key not in _PREDICTORS:
+        try:
+            from insnet_core.nn.predictor import Predictor
+        except ImportError as exc:
+            raise InputError(f"Method 'ML' needs the ML extra (pip install 'insnet[ml]'): "
+                             f"{exc}") from None
+        _PREDICTORS[key] = Predictor(folder)
+    return _PREDICTORS[key]
 
 
 # ----------------------------------------------------------------------------
@@ -279,8 +349,12 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
         problems["method"] = str(exc)
         method = None
     fc = None
+    model_folder = None
     if method == "ML":
-        problems["method" if not model else "model"] = _ml_unavailable(model)
+        if force_constants not in (None, ""):
+            problems["force_constants"] = ("ForceConstantsFile applies to Method 'Physics' "
+                                           "only; leave it empty for Method 'ML'")
+        model_folder = _check_ml(structure, model, problems)
     elif method == "Physics":
         if model:
             problems["model"] = ("Model applies to Method 'ML' only; leave it empty for "
@@ -337,8 +411,8 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
     if problems:
         return problems, None
     return {}, PredictionRequest(structure=structure, method=method, force_constants=fc,
-                                 model=model or None, settings=settings,
-                                 display_energy_unit=unit)
+                                 model=str(model_folder) if model_folder else None,
+                                 settings=settings, display_energy_unit=unit)
 
 
 def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
@@ -422,8 +496,8 @@ def run_request(request, progress=None):
     """Compute a checked :class:`PredictionRequest`; returns a SimulationResult."""
     from insnet_core.simulate import simulate
     report = progress or (lambda fraction, message: None)
-    if request.method != "Physics":
-        raise InputError(_ml_unavailable(request.model))
+    if request.method == "ML":
+        return _run_ml(request, report)
     s = request.settings
     result = simulate(request.force_constants, instrument=s.instrument,
                       temperature=s.temperature, orders=s.orders, energy_edges=s.energy_edges,
@@ -443,6 +517,35 @@ def run_request(request, progress=None):
     ei = getattr(s.instrument, "ei", None)
     if ei is not None:
         extra["Ei"] = float(ei)  # Mantid's usual sample-log name for the incident energy
+    return _annotate(result, extra, request.display_energy_unit)
+
+
+def _run_ml(request, report):
+    """Method 'ML': the model's per-element DOS through the engine (errors: ensemble σ)."""
+    s = request.settings
+    report(0.05, "loading model")
+    predictor = load_predictor(request.model)
+    report(0.2, "network")
+    raw = predictor.raw([request.structure])[0]
+    report(0.4, "engine")
+    result = predictor.simulate(request.structure, s, raw)
+    if not (np.array_equal(result.total.energy_edges, s.energy_edges)
+            and (s.q_edges is None or np.array_equal(result.total.q_edges, s.q_edges))):
+        result = rebin_result(result, s.energy_edges, s.q_edges)
+    extra = {"prediction_method": "ML", "model": predictor.name,
+             "model_version": f"insnet {__version__} model {predictor.name} "
+                              f"(card format {predictor.card.get('format_version')})",
+             "structure_file": str(request.structure.source),
+             "structure_formula": request.structure.formula,
+             "structure_hash": request.structure.hash(),
+             "temperature_K": float(s.temperature),
+             "stability": "not known (ML prediction: no phonon calculation)"}
+    ei = getattr(s.instrument, "ei", None)
+    if ei is not None:
+        extra["Ei"] = float(ei)
+    for w in raw["warnings"]:
+        logging.getLogger("insnet").warning(w)
+    report(1.0, "done")
     return _annotate(result, extra, request.display_energy_unit)
 
 

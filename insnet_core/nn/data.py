@@ -29,7 +29,7 @@ import numpy as np
 from insnet_core.nn.graph import CUTOFF, build_graph
 
 __all__ = ["DOS_BINS", "DOS_WIDTH", "UNSTABLE_MEV", "GraphSet", "build_graph_set",
-           "database_hash", "rebin_dos", "collate"]
+           "database_hash", "rebin_dos", "collate", "graph_batch"]
 
 #: Predicted DOS grid: bins of DOS_WIDTH meV from 0 (0-500 meV).
 DOS_BINS = 500
@@ -269,4 +269,28 @@ def collate(gs, positions, dtype=None):
         "n_groups": g_off,
         "vision": torch.from_numpy(gs.vision[np.asarray(positions)]).to(dtype),
         "dos": torch.from_numpy(cat([gs.dos[s] for s in groups])).to(dtype),
+    }
+
+
+def graph_batch(graphs, dtype=None):
+    """A prediction batch (dict of torch tensors, no targets) of CrystalGraph objects."""
+    import torch
+
+    dtype = dtype or torch.float32
+    src, dst, node_graph = [], [], []
+    off = 0
+    for b, g in enumerate(graphs):
+        src.append(g.edge_src + off)
+        dst.append(g.edge_dst + off)
+        node_graph.append(np.full(g.n_atoms, b, dtype=np.int64))
+        off += g.n_atoms
+    cat = np.concatenate
+    return {
+        "numbers": torch.from_numpy(cat([g.numbers for g in graphs])),
+        "masses": torch.from_numpy(cat([g.masses for g in graphs])).to(dtype),
+        "edge_src": torch.from_numpy(cat(src)),
+        "edge_dst": torch.from_numpy(cat(dst)),
+        "edge_vec": torch.from_numpy(cat([g.edge_vec for g in graphs])).to(dtype),
+        "node_graph": torch.from_numpy(cat(node_graph)),
+        "n_graphs": len(graphs),
     }

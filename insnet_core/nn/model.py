@@ -213,6 +213,10 @@ def graph_mean(values, index, n_graphs):
     return total / count.clamp_min(1.0).view((-1,) + (1,) * (values.dim() - 1))
 
 
-def max_normalise(x, eps=1e-8):
-    """Rows divided by their maximum (rows of zeros stay zero)."""
-    return x / (x.max(dim=1, keepdim=True).values + eps)
+def max_normalise(x, tiny=1e-20):
+    """Rows divided by their maximum (rows of zeros stay zero).
+
+    The floor ``tiny`` only guards rows of zeros; it must not bias small rows
+    (the reference kind starts with outputs of order 1e-5).
+    """
+    return x / x.max(dim=1, keepdim=True).values.clamp_min(tiny)

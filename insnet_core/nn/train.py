@@ -203,7 +203,8 @@ def _plot_history(folder, history):
 
 
 # ---------------------------------------------------------------- main loop
-def train(db, out, config=None, settings=None, resume=False, graph_cache=None, log=print):
+def train(db, out, config=None, settings=None, resume=False, graph_cache=None, log=print,
+          ids=None):
     """Train one model; returns the run folder's final card (dict) or None if stopped early.
 
     Parameters
@@ -216,6 +217,10 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
     settings : TrainSettings
     resume : bool
         Continue from ``out/checkpoint.*`` (settings and config must match).
+    graph_cache : path, optional
+        Folder for the cached graphs of the whole database.
+    ids : list of str, optional
+        Use only these crystals of the database (split as usual).
     """
     out = Path(out)
     settings = (settings or TrainSettings()).check()
@@ -230,7 +235,7 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.time()
-    gs = build_graph_set(db, cache_dir=graph_cache)
+    gs = build_graph_set(db, ids=ids, cache_dir=graph_cache)
     from insnet_core.dataset.reader import split_of
     parts = {p: np.array([i for i, m in enumerate(gs.ids) if split_of(m, settings.split_seed) == p])
              for p in ("train", "validation", "test")}
@@ -339,16 +344,16 @@ def finish(db, out, gs, parts, train_pos, config, settings, state):
     model = INSNet(config)
     model.load_state_dict(load_file(str(out / "best.safetensors")))
     elements = gs.elements(train_pos)
-    from insnet_core.nn.graph import atomic_number  # noqa: F401  (symbols below)
     import periodictable
-    symbols = [periodictable.elements[z].symbol for z in elements]
+    symbols = [periodictable.elements[int(z)].symbol for z in elements]
     stats = _training_ranges(gs, train_pos)
     card = {
         "name": out.name, "insnet_version": __version__, "torch_version": torch.__version__,
         "model": config.to_dict(), "vision_grid": vision_grid(),
         "dos_grid": dos_grid(config.dos_bins, config.dos_width) if "dos" in config.heads else None,
         "elements": symbols, "training_ranges": stats,
-        "database": {"root": str(db.root), "sha256": database_hash(db), "crystals": len(gs)},
+        "database": {"root": str(db.root), "sha256": database_hash(db), "crystals": len(gs),
+                     "format": db.config.format},
         "split": {"seed": settings.split_seed, "train": int(len(train_pos)),
                   "validation": int(len(parts["validation"])), "test": int(len(parts["test"]))},
         "training": dict(asdict(settings), best_epoch=state["best_epoch"],

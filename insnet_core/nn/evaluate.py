@@ -1,0 +1,210 @@
+"""One evaluation run: every model and the baselines on the same test crystals.
+
+``insnet evaluate --db data/insnet-db --models models/A models/B`` predicts the
+VISION spectrum (bank average, 10-1200 cm^-1, 0 K, the database's orders) of
+every crystal of the chosen split part and compares it with the database
+target. Routes per model: ``head`` (head (a), the network's VISION output) and,
+for models with the DOS head, ``partials`` (head (b)'s per-element DOS through
+the engine). Baselines in the same run: ``mean`` (the mean max-normalised
+training spectrum) and ``oracle`` (the true DOS coarsened to the DOS head's
+grid, through the engine: the ceiling of the partials route).
+
+Metrics per crystal, on max-normalised spectra
+
+* ``mse``: mean squared error over the 119 bins (the reference work's measure);
+* ``cosine``: cosine similarity;
+* ``w1``: Wasserstein-1 distance in meV between the spectra taken as
+  distributions over energy (each scaled to unit sum): the integral of the
+  absolute difference of their cumulative sums over energy.
+
+Summaries: median and quartiles, for all crystals and by class (contains H,
+modes above 150 meV, more than 50 atoms, unstable in DFT, stable).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from insnet_core.nn.data import DOS_WIDTH, build_graph_set, rebin_dos
+
+__all__ = ["spectrum_metrics", "evaluate", "summarise", "markdown_table", "CLASSES"]
+
+CLASSES = ("all", "contains_h", "above_150meV", "over_50_atoms", "unstable", "stable")
+
+
+def _vision_widths():
+    from insnet_core.units import MEV_PER_CM1
+    return 10.0 * MEV_PER_CM1
+
+
+def _max_norm(x):
+    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, None)
+    m = x.max(axis=-1, keepdims=True)
+    return np.where(m > 0, x / np.where(m > 0, m, 1.0), 0.0)
+
+
+def spectrum_metrics(pred, true):
+    """MSE, cosine and W1 (meV) of max-normalised spectra, rows = crystals.
+
+    Parameters
+    ----------
+    pred, true : ndarray, shape (n, 119)
+
+    Returns
+    -------
+    dict of ndarray (n,)
+    """
+    p, t = _max_norm(pred), _max_norm(true)
+    mse = ((p - t) ** 2).mean(axis=1)
+    norm = np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1)
+    cosine = np.where(norm > 0, (p * t).sum(axis=1) / np.where(norm > 0, norm, 1), 0.0)
+    ps = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
+    ts = t / np.maximum(t.sum(axis=1, keepdims=True), 1e-300)
+    w1 = np.abs(np.cumsum(ps - ts, axis=1)).sum(axis=1) * _vision_widths()
+    return {"mse": mse, "cosine": cosine, "w1": w1}
+
+
+def _engine_vision(species, elements, dos, settings):
+    from insnet_core.nn.partials import ingredients_from_partials
+    from insnet_core.simulate import simulate_ingredients
+
+    ing = ingredients_from_partials(species, elements, dos, DOS_WIDTH, fine=0.1)
+    total = simulate_ingredients(ing, settings).total
+    return total.values[list(total.labels).index("average")]
+
+
+def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print,
+             graph_cache=None):
+    """Metrics of every route on one split part.
+
+    Returns
+    -------
+    dict
+        ``ids``, ``flags`` (class -> bool list), ``routes`` (name -> metric ->
+        list), ``seconds`` (name -> prediction time).
+    """
+    import torch
+
+    from insnet_core.dataset.reader import SPLIT_SEED, split_of
+    from insnet_core.nn.data import collate
+    from insnet_core.nn.predictor import Predictor
+    from insnet_core.simulate import Settings
+
+    seed = SPLIT_SEED if split_seed is None else split_seed
+    gs = build_graph_set(db, cache_dir=graph_cache)
+    pos = np.array([i for i, m in enumerate(gs.ids) if split_of(m, seed) == part])
+    train = np.array([i for i, m in enumerate(gs.ids) if split_of(m, seed) == "train"])
+    if limit:
+        pos = pos[:limit]
+    ids = [gs.ids[i] for i in pos]
+    true = gs.vision[pos]
+    routes, seconds = {}, {}
+    settings = Settings.check("VISION", orders=db.config.orders, temperature=0.0)
+
+    mean = _max_norm(gs.vision[train].mean(axis=0))
+    routes["mean"] = np.repeat(mean[None, :], len(pos), axis=0)
+
+    t0 = time.time()
+    oracle = []
+    for mid in ids:
+        rec = db.record(mid)
+        dos = rebin_dos(rec["dos_axes"], db.config.bin_width)
+        dos = dos / np.maximum(dos.sum(axis=-1, keepdims=True), 1e-30)
+        oracle.append(_engine_vision([str(s) for s in rec["species"]],
+                                     [str(e) for e in rec["elements"]], dos, settings))
+    routes["oracle"] = np.array(oracle)
+    seconds["oracle"] = time.time() - t0
+    log(f"oracle: {seconds['oracle']:.0f} s")
+
+    for folder in model_folders:
+        pred = Predictor(folder)
+        name = pred.name
+        t0 = time.time()
+        heads = {"head": [], "dos": []}
+        with torch.no_grad():
+            for start in range(0, len(pos), 32):
+                chunk = pos[start:start + 32]
+                batch = collate(gs, chunk)
+                outs = [m(batch) for m in pred.models]
+                if "vision" in pred.config.heads:
+                    heads["head"].append(np.mean([o["vision"].numpy() for o in outs], axis=0))
+                if "dos" in pred.config.heads:
+                    ng = batch["node_dos_group"].numpy()
+                    d = np.mean([o["dos"].numpy() for o in outs], axis=0)
+                    groups = np.zeros((batch["n_groups"],) + d.shape[1:])
+                    np.add.at(groups, ng, d)
+                    groups /= np.bincount(ng, minlength=batch["n_groups"])[:, None, None]
+                    heads["dos"].append(groups)
+        seconds[f"{name}:network"] = time.time() - t0
+        if heads["head"]:
+            routes[f"{name}:head"] = np.concatenate(heads["head"])
+        if heads["dos"]:
+            groups = np.concatenate(heads["dos"])
+            t0 = time.time()
+            out = [None] * len(pos)
+            row = 0  # group rows are in batch order: walk them crystal by crystal
+            for k, i in enumerate(pos):
+                n_el = gs.group_ptr[i + 1] - gs.group_ptr[i]
+                rec = db.record(gs.ids[i])
+                out[k] = _engine_vision([str(s) for s in rec["species"]],
+                                        [str(e) for e in rec["elements"]],
+                                        groups[row:row + n_el], settings)
+                row += n_el
+            routes[f"{name}:partials"] = np.array(out)
+            seconds[f"{name}:engine"] = time.time() - t0
+        log(f"{name}: done")
+    flags = {k: gs.flags[k][pos] for k in gs.flags}
+    flags["stable"] = ~gs.flags["unstable"][pos]
+    metrics = {name: {k: v.tolist() for k, v in spectrum_metrics(p, true).items()}
+               for name, p in routes.items()}
+    return {"part": part, "split_seed": seed, "ids": ids,
+            "flags": {k: v.tolist() for k, v in flags.items()},
+            "routes": metrics, "seconds": seconds}
+
+
+def summarise(result):
+    """route -> class -> metric -> {n, median, q1, q3}."""
+    out = {}
+    flags = {k: np.asarray(v, dtype=bool) for k, v in result["flags"].items()}
+    n = len(result["ids"])
+    for route, metrics in result["routes"].items():
+        out[route] = {}
+        for cls in CLASSES:
+            mask = np.ones(n, dtype=bool) if cls == "all" else flags[cls]
+            entry = {"n": int(mask.sum())}
+            for metric, values in metrics.items():
+                v = np.asarray(values)[mask]
+                if v.size:
+                    q1, med, q3 = np.percentile(v, [25, 50, 75])
+                    entry[metric] = {"median": float(med), "q1": float(q1), "q3": float(q3)}
+            out[route][cls] = entry
+    return out
+
+
+def markdown_table(summary, classes=CLASSES):
+    """Median (quartiles) table: one row per route and class."""
+    lines = ["| route | class | n | MSE median (q1-q3) | cosine median (q1-q3) | "
+             "W1 meV median (q1-q3) |", "|---|---|---|---|---|---|"]
+    for route, per in summary.items():
+        for cls in classes:
+            e = per[cls]
+            if e["n"] == 0:
+                continue
+            cells = []
+            for metric, fmt in (("mse", "{:.4f}"), ("cosine", "{:.3f}"), ("w1", "{:.2f}")):
+                m = e[metric]
+                cells.append(f"{fmt.format(m['median'])} ({fmt.format(m['q1'])}-"
+                             f"{fmt.format(m['q3'])})")
+            lines.append(f"| {route} | {cls} | {e['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(result, path):
+    """JSON with per-crystal metrics and the summary."""
+    path = Path(path)
+    data = dict(result, summary=summarise(result))
+    path.write_text(json.dumps(data) + "\n")
+    return data

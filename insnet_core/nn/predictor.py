@@ -1,0 +1,210 @@
+"""Prediction with a trained model folder: structure -> spectra with errors.
+
+:class:`Predictor` loads a model folder once (all ensemble members) and
+
+* checks a structure against what the model knows: an element absent from
+  training or a cell above the atom limit is an :class:`InputError`; a cell
+  whose neighbour density or shortest distance lies outside the training
+  range gives warnings (stored by callers in the output's logs);
+* predicts head (a), the max-normalised VISION spectrum, and head (b), the
+  per-element principal-axis DOS, for every member;
+* turns them into a :class:`~insnet_core.simulate.SimulationResult` on any
+  instrument through the engine (partials route), with the ensemble's
+  per-bin standard deviation as the spectrum errors. For VISION the card's
+  ``default_vision_route`` may choose head (a) instead: its shape, put on the
+  absolute scale of the partials route's VISION spectrum.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from insnet_core import InputError
+from insnet_core.nn.card import load_models
+from insnet_core.nn.data import graph_batch
+from insnet_core.nn.graph import graph_of_structure
+from insnet_core.nn.partials import ingredients_from_partials
+
+__all__ = ["Predictor", "VISION_ROUTES"]
+
+VISION_ROUTES = ("partials", "head")
+#: Largest cell a model accepts by default (atoms).
+MAX_ATOMS = 1000
+
+
+class Predictor:
+    """A loaded model folder.
+
+    Parameters
+    ----------
+    folder : path
+        ``models/<name>``.
+    threads : int, optional
+        torch intra-op threads for this process (left alone when None).
+    """
+
+    def __init__(self, folder, threads=None):
+        self.folder = Path(folder)
+        self.models, self.card = load_models(self.folder)
+        self.config = self.models[0].config
+        self.elements = list(self.card["elements"])
+        self.ranges = self.card.get("training_ranges", {})
+        self.name = self.card.get("name", self.folder.name)
+        if threads:
+            torch.set_num_threads(int(threads))
+
+    # ------------------------------------------------------------ checks
+    def check(self, structure, max_atoms=MAX_ATOMS):
+        """Raise InputError for what the model cannot know; return warnings (list of str)."""
+        src = structure.source or "structure"
+        unknown = sorted(set(structure.species) - set(self.elements))
+        if unknown:
+            raise InputError(f"{src}: element(s) {', '.join(unknown)} never seen in training "
+                             f"by model {self.name!r}; it cannot predict them (use Method "
+                             "'Physics' with force constants)")
+        if max_atoms and structure.n_atoms > max_atoms:
+            raise InputError(f"{src}: {structure.n_atoms} atoms in the cell, above model "
+                             f"{self.name!r}'s limit of {max_atoms}")
+        graph = graph_of_structure(structure, self.config.cutoff)
+        return graph, self._warnings(structure, graph)
+
+    def _warnings(self, structure, graph):
+        out = []
+        src = structure.source or "structure"
+        dens = graph.n_edges / max(graph.n_atoms, 1)
+        lo, hi = self.ranges.get("neighbours_per_atom", (0, np.inf))
+        if not lo <= dens <= hi:
+            out.append(f"{src}: {dens:.1f} neighbours per atom within {self.config.cutoff:g} A, "
+                       f"outside the training range {lo:.0f}-{hi:.0f}: the prediction is an "
+                       "extrapolation")
+        dmin = graph.min_distance()
+        lo, hi = self.ranges.get("min_distance_A", (0, np.inf))
+        if not lo <= dmin <= hi:
+            out.append(f"{src}: shortest interatomic distance {dmin:.2f} A, outside the "
+                       f"training range {lo:.2f}-{hi:.2f} A: the prediction is an extrapolation")
+        if graph.n_edges == 0:
+            out.append(f"{src}: no neighbours within {self.config.cutoff:g} A")
+        return out
+
+    # ------------------------------------------------------------ raw outputs
+    def raw(self, structures, max_atoms=MAX_ATOMS):
+        """Head outputs of every member for a list of structures.
+
+        Returns
+        -------
+        list of dict
+            Per structure: ``vision`` (n_members, 119) or None, ``dos``
+            (n_members, n_el, 3, bins) or None, ``elements`` (list), ``warnings``.
+        """
+        checked = [self.check(s, max_atoms) for s in structures]
+        batch = graph_batch([g for g, _ in checked])
+        outs = []
+        with torch.no_grad():
+            for m in self.models:
+                outs.append(m(batch))
+        node_graph = batch["node_graph"].numpy()
+        results = []
+        for b, (s, (graph, warnings)) in enumerate(zip(structures, checked)):
+            elements = sorted(set(s.species), key=s.species.index)
+            entry = {"elements": elements, "warnings": warnings, "vision": None, "dos": None}
+            if "vision" in self.config.heads:
+                entry["vision"] = np.stack([o["vision"][b].numpy() for o in outs]).astype(float)
+            if "dos" in self.config.heads:
+                mask = node_graph == b
+                species = np.array(s.species)
+                per = []
+                for o in outs:
+                    d = o["dos"].numpy()[mask]
+                    per.append(np.stack([d[species == e].mean(axis=0) for e in elements]))
+                entry["dos"] = np.stack(per).astype(float)
+            results.append(entry)
+        return results
+
+    # ------------------------------------------------------------ spectra
+    def ingredients(self, structure, raw_entry, member):
+        """Engine ingredients of one member's DOS prediction."""
+        return ingredients_from_partials(structure.species, raw_entry["elements"],
+                                         raw_entry["dos"][member], self.config.dos_width,
+                                         fine=0.1)
+
+    def simulate(self, structure, settings, raw_entry=None, vision_route=None):
+        """SimulationResult of one structure: ensemble mean, std as errors.
+
+        Parameters
+        ----------
+        structure : insnet_core.structure.Structure
+        settings : insnet_core.simulate.Settings
+        raw_entry : dict, optional
+            From :meth:`raw` (computed when None).
+        vision_route : {'partials', 'head'}, optional
+            VISION only; default from the card.
+        """
+        from insnet_core.simulate import SimulationResult, simulate_ingredients
+
+        entry = raw_entry or self.raw([structure])[0]
+        if entry["dos"] is None:
+            raise InputError(f"model {self.name!r} has no DOS head; it predicts the VISION "
+                             "spectrum on its own grid only (use a model with the DOS head)")
+        runs = [simulate_ingredients(self.ingredients(structure, entry, k), settings)
+                for k in range(len(self.models))]
+
+        def combine(spectra):
+            vals = np.stack([s.values for s in spectra])
+            err = vals.std(axis=0, ddof=1) if len(spectra) > 1 else np.zeros_like(vals[0])
+            return replace(spectra[0], values=vals.mean(axis=0), errors=err,
+                           metadata=dict(spectra[0].metadata))
+
+        total = combine([r.total for r in runs])
+        by_element = {k: combine([r.by_element[k] for r in runs]) for k in runs[0].by_element}
+        by_order = {k: combine([r.by_order[k] for r in runs]) for k in runs[0].by_order}
+        route = vision_route or self.card.get("default_vision_route", "partials")
+        if route not in VISION_ROUTES:
+            raise InputError(f"VISION route must be one of {VISION_ROUTES}, got {route!r}")
+        used = "partials"
+        if (route == "head" and settings.instrument.name == "VISION"
+                and entry["vision"] is not None):
+            total = self._head_vision(entry, total)
+            used = "head"
+        meta = {"prediction_method": "ML", "model": self.name,
+                "model_members": len(self.models), "vision_route": used,
+                "errors": "ensemble standard deviation per bin" if len(self.models) > 1
+                else "none (single model)"}
+        if entry["warnings"]:
+            meta["warnings"] = " | ".join(entry["warnings"])
+        for spec in [total] + list(by_element.values()) + list(by_order.values()):
+            spec.metadata.update(meta)
+        return SimulationResult(total=total, by_element=by_element, by_order=by_order,
+                                stability={"has_imaginary": False, "min_energy_meV": 0.0,
+                                           "imaginary_fraction": 0.0})
+
+    def _head_vision(self, entry, partial_total):
+        """Head (a)'s VISION shape on the partials route's bins and absolute scale.
+
+        The head predicts the bank average on its own grid (10-1200 cm^-1,
+        10 cm^-1); it is rebinned (flux conserving) to the requested bins and
+        scaled to the partials route's integral. Each bank row is the head's
+        average times the partials route's bank / average ratio per bin.
+        """
+        from insnet_core.spectrum import Spectrum
+        from insnet_core.units import MEV_PER_CM1
+
+        head_edges = (10.0 + 10.0 * np.arange(self.config.n_vision + 1)) * MEV_PER_CM1
+        shape = entry["vision"].mean(axis=0)
+        err = (entry["vision"].std(axis=0, ddof=1) if entry["vision"].shape[0] > 1
+               else np.zeros_like(shape))
+        head = Spectrum(energy_edges=head_edges, values=shape, errors=err)
+        head = head.rebin(energy_edges=partial_total.energy_edges)
+        rows = list(partial_total.labels or [])
+        avg_row = rows.index("average") if "average" in rows else partial_total.values.shape[0] - 1
+        ref = partial_total.values[avg_row]
+        total_head = np.nansum(head.values[0])
+        scale = np.nansum(ref) / total_head if total_head > 0 else 0.0
+        avg = head.values[0] * scale
+        avg_err = head.errors[0] * scale
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(ref[None, :] > 0, partial_total.values / ref[None, :], 0.0)
+        return replace(partial_total, values=avg[None, :] * ratio,
+                       errors=avg_err[None, :] * ratio, metadata=dict(partial_total.metadata))

@@ -1,0 +1,109 @@
+"""Training: a tiny model lowers its loss in seconds; resume; model files and their checks."""
+import json
+
+import numpy as np
+import pytest
+
+from insnet_core import InputError
+from insnet_core.nn.card import ModelFileError, load_models
+from insnet_core.nn.model import ModelConfig
+from insnet_core.nn.train import TrainSettings, train
+from nn_helpers import database, small_ids
+
+TINY = dict(em_dim=8, mul=4, radial_neurons=8, out_dim=8, dos_bins=500)
+
+
+@pytest.fixture(scope="module")
+def ids():
+    return small_ids(80, max_atoms=4)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, ids):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    settings = TrainSettings(epochs=6, batch_size=8, lr=0.01, seed=3, patience=50)
+    card = train(database(), out, ModelConfig(**TINY), settings, ids=ids, log=lambda m: None)
+    return out, card
+
+
+def test_tiny_model_lowers_its_loss(run):
+    out, card = run
+    hist = card["history"]
+    assert len(hist) == 6
+    assert hist[-1]["train"] < 0.8 * hist[0]["train"]
+    assert min(h["validation"]["total"] for h in hist) < hist[0]["validation"]["total"]
+    assert (out / "loss.png").stat().st_size > 1000
+
+
+def test_card_records_what_loading_needs(run):
+    out, card = run
+    c = json.loads((out / "card.json").read_text())
+    assert c["format_version"] == 1 and c["members"] == ["weights.safetensors"]
+    assert c["model"]["mul"] == 4 and c["dos_grid"]["bins"] == 500
+    assert len(c["database"]["sha256"]) == 64 and c["split"]["seed"] == 20230101
+    assert set(c["elements"]) <= set(sum((list(database().record(m)["elements"])
+                                          for m in database().ids()), []))
+    models, _ = load_models(out)
+    assert len(models) == 1 and not models[0].training
+
+
+def test_same_seed_same_weights_and_resume_continues(tmp_path, ids):
+    import torch
+    s = TrainSettings(epochs=2, batch_size=8, lr=0.01, seed=5)
+    a = train(database(), tmp_path / "a", ModelConfig(**TINY), s, ids=ids, log=lambda m: None)
+    s1 = TrainSettings(epochs=1, batch_size=8, lr=0.01, seed=5)
+    train(database(), tmp_path / "b", ModelConfig(**TINY), s1, ids=ids, log=lambda m: None)
+    with pytest.raises(InputError, match="--resume"):
+        train(database(), tmp_path / "b", ModelConfig(**TINY), s1, ids=ids, log=lambda m: None)
+    b = train(database(), tmp_path / "b", ModelConfig(**TINY), s, ids=ids, resume=True,
+              log=lambda m: None)
+    assert [h["validation"]["total"] for h in a["history"]] == pytest.approx(
+        [h["validation"]["total"] for h in b["history"]], rel=1e-5)
+    ma, _ = load_models(tmp_path / "a")
+    mb, _ = load_models(tmp_path / "b")
+    for (k, va), vb in zip(ma[0].state_dict().items(), mb[0].state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=1e-5, atol=1e-6, msg=k)
+    other = TrainSettings(epochs=3, batch_size=4, lr=0.01, seed=5)
+    with pytest.raises(InputError, match="batch_size"):
+        train(database(), tmp_path / "b", ModelConfig(**TINY), other, ids=ids, resume=True,
+              log=lambda m: None)
+
+
+def _copy(run, tmp_path):
+    import shutil
+    dst = tmp_path / "m"
+    shutil.copytree(run[0], dst)
+    return dst
+
+
+def test_card_mismatches_are_clear(run, tmp_path):
+    folder = _copy(run, tmp_path)
+    card = json.loads((folder / "card.json").read_text())
+
+    def write(c):
+        (folder / "card.json").write_text(json.dumps(c))
+
+    write(dict(card, format_version=99))
+    with pytest.raises(ModelFileError, match="format_version 99"):
+        load_models(folder)
+    write(dict(card, model=dict(card["model"], mul=6)))
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_models(folder)
+    write(dict(card, model=dict(card["model"], colour="blue")))
+    with pytest.raises(ModelFileError, match="colour"):
+        load_models(folder)
+    write(dict(card, vision_grid=dict(card["vision_grid"], bins=120)))
+    with pytest.raises(ModelFileError, match="vision_grid"):
+        load_models(folder)
+    write(card)
+    (folder / "weights.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ModelFileError, match="unreadable weights"):
+        load_models(folder)
+    (folder / "weights.safetensors").unlink()
+    with pytest.raises(ModelFileError, match="missing"):
+        load_models(folder)
+
+
+def test_unstable_choice_is_checked():
+    with pytest.raises(InputError, match="--unstable"):
+        TrainSettings(unstable="ignore").check()
