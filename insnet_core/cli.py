@@ -33,27 +33,7 @@ def build_parser():
                      "and write it as a Mantid processed-NeXus (.nxs) or CSV file."))
     sim.add_argument("source", help="phonondb folder (POSCAR-unitcell, phonopy.conf, FORCE_SETS"
                                     "[, BORN]) or a phonopy.yaml")
-    sim.add_argument("--instrument", default="VISION",
-                     help="VISION (1D, banks), SEQUOIA (|Q|-E map, needs --ei) or ideal2d "
-                          "(0-15 1/A x 0-150 meV, 1.5 meV FWHM); default VISION")
-    sim.add_argument("--ei", type=float, default=None, help="SEQUOIA incident energy, meV")
-    sim.add_argument("--chopper-package", default=None, help="SEQUOIA Fermi chopper package")
-    sim.add_argument("--chopper-frequency", type=float, default=None,
-                     help="SEQUOIA Fermi chopper frequency, Hz")
-    sim.add_argument("--final-energy", type=float, default=None,
-                     help="VISION final energy, meV (default 3.5; OCLIMAX uses 32 cm-1 = "
-                          "3.97 meV)")
-    sim.add_argument("--bank-angles", default=None, metavar="DEG[,DEG...]",
-                     help="VISION analyser bank scattering angles, degrees (default 135,45)")
-    sim.add_argument("--resolution-poly", default=None, metavar="A,B,C",
-                     help="VISION resolution as FWHM = A + B*E + C*E^2 in cm-1 instead of the "
-                          "propagated instrument model; 2.5,0.005,1e-7 reproduces OCLIMAX")
-    sim.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE_K,
-                     help=f"sample temperature, K (default {DEFAULT_TEMPERATURE_K:g})")
-    sim.add_argument("--orders", default=DEFAULT_ORDERS,
-                     help="highest phonon order, 1..10 (1 = fundamentals only), or auto "
-                          "(default): up to 10, stopping where the next order carries < 0.1 %% "
-                          "of the intensity in the output bins")
+    _add_spectrum_options(sim)
     mesh = sim.add_mutually_exclusive_group()
     mesh.add_argument("--mesh", type=int, nargs=3, default=None, metavar="N",
                       help="explicit Gamma-centred q-point mesh, e.g. --mesh 20 20 20")
@@ -64,27 +44,12 @@ def build_parser():
     sim.add_argument("--isotropic", action="store_true",
                      help="isotropic Debye-Waller factor for the fundamentals too (default: "
                           "each site's full tensor, exact powder average), for comparisons")
-    sim.add_argument("--bins", "--ebins", dest="ebins", default=None,
-                     help="energy bins, Rebin style 'start,step,end' (negative step = "
-                          "logarithmic); units from --bin-unit. Write --bins=-80,0.5,150 "
-                          "when the start is negative")
-    sim.add_argument("--bin-unit", default=None, choices=["meV", "cm-1"],
-                     help="unit of --bins (default: cm-1 for VISION, meV otherwise)")
-    sim.add_argument("--qbins", default=None, help="|Q| bins for maps, 'start,step,end' in 1/A")
-    sim.add_argument("--match", default=None, metavar="REDUCED.nxs",
-                     help="take the energy (and, for maps, |Q|) bin edges from a reduced "
-                          "Mantid file (processed NeXus or NXSPE) and give the result exactly "
-                          "those edges and its energy unit; excludes --bins/--qbins")
     sim.add_argument("--elastic", action="store_true", help="include the elastic line")
-    sim.add_argument("--contributions", choices=["total", "element", "order"], default="total",
-                     help="also write partial spectra by element or by phonon order "
-                          "(extra files named <output>_<part>.<ext>)")
-    sim.add_argument("-o", "--output", required=True, help="output file: .nxs or .csv")
-    sim.add_argument("--plot", default=None, help="also write a PNG plot here")
-    sim.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_subtract_parser(sub)
     _add_train_parser(sub)
+    _add_predict_parser(sub)
+    _add_evaluate_parser(sub)
 
     ds = sub.add_parser("dataset", help="the INS training database built from phonondb")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
@@ -121,6 +86,64 @@ def build_parser():
                       help="with --card: add how the VISION targets changed from this "
                            "earlier build (any format)")
     return parser
+
+
+def _add_spectrum_options(p):
+    """Instrument, temperature, orders, bins and output options of simulate and predict."""
+    p.add_argument("--instrument", default="VISION",
+                     help="VISION (1D, banks), SEQUOIA (|Q|-E map, needs --ei) or ideal2d "
+                          "(0-15 1/A x 0-150 meV, 1.5 meV FWHM); default VISION")
+    p.add_argument("--ei", type=float, default=None, help="SEQUOIA incident energy, meV")
+    p.add_argument("--chopper-package", default=None, help="SEQUOIA Fermi chopper package")
+    p.add_argument("--chopper-frequency", type=float, default=None,
+                     help="SEQUOIA Fermi chopper frequency, Hz")
+    p.add_argument("--final-energy", type=float, default=None,
+                     help="VISION final energy, meV (default 3.5; OCLIMAX uses 32 cm-1 = "
+                          "3.97 meV)")
+    p.add_argument("--bank-angles", default=None, metavar="DEG[,DEG...]",
+                     help="VISION analyser bank scattering angles, degrees (default 135,45)")
+    p.add_argument("--resolution-poly", default=None, metavar="A,B,C",
+                     help="VISION resolution as FWHM = A + B*E + C*E^2 in cm-1 instead of the "
+                          "propagated instrument model; 2.5,0.005,1e-7 reproduces OCLIMAX")
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE_K,
+                     help=f"sample temperature, K (default {DEFAULT_TEMPERATURE_K:g})")
+    p.add_argument("--orders", default=DEFAULT_ORDERS,
+                     help="highest phonon order, 1..10 (1 = fundamentals only), or auto "
+                          "(default): up to 10, stopping where the next order carries < 0.1 %% "
+                          "of the intensity in the output bins")
+    p.add_argument("--bins", "--ebins", dest="ebins", default=None,
+                     help="energy bins, Rebin style 'start,step,end' (negative step = "
+                          "logarithmic); units from --bin-unit. Write --bins=-80,0.5,150 "
+                          "when the start is negative")
+    p.add_argument("--bin-unit", default=None, choices=["meV", "cm-1"],
+                     help="unit of --bins (default: cm-1 for VISION, meV otherwise)")
+    p.add_argument("--qbins", default=None, help="|Q| bins for maps, 'start,step,end' in 1/A")
+    p.add_argument("--match", default=None, metavar="REDUCED.nxs",
+                     help="take the energy (and, for maps, |Q|) bin edges from a reduced "
+                          "Mantid file (processed NeXus or NXSPE) and give the result exactly "
+                          "those edges and its energy unit; excludes --bins/--qbins")
+    p.add_argument("--contributions", choices=["total", "element", "order"], default="total",
+                     help="also write partial spectra by element or by phonon order "
+                          "(extra files named <output>_<part>.<ext>)")
+    p.add_argument("-o", "--output", required=True, help="output file: .nxs or .csv")
+    p.add_argument("--plot", default=None, help="also write a PNG plot here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_predict_parser(sub):
+    pr = sub.add_parser(
+        "predict", help="ML route: crystal structure (CIF/POSCAR) -> instrument spectrum",
+        description=("Predict the INS spectrum of a crystal from its structure alone: a trained "
+                     "model predicts each element's partial phonon DOS and the physics engine "
+                     "turns it into the instrument's spectrum (errors: the ensemble's spread). "
+                     "Several files or a folder of them make a batch; -o is then a folder."))
+    pr.add_argument("structures", nargs="+", help="CIF or POSCAR files, or folders of them")
+    pr.add_argument("--model", default=None,
+                    help="model name in models/ or a model folder (default: the shipped default)")
+    pr.add_argument("--vision-route", choices=("partials", "head"), default=None,
+                    help="VISION from the engine on the predicted partial DOS, or from the "
+                         "network's VISION head (default: the model card's choice)")
+    _add_spectrum_options(pr)
 
 
 def _add_train_parser(sub):
@@ -245,25 +268,16 @@ def _check_outputs(args):
     return output, plot
 
 
-def run_simulate(args):
+def _spectrum_request(args):
+    """Instrument settings, energy and |Q| edges and display unit from the shared options."""
     from insnet_core.binning import energy_edges_from_params, rebin_edges
-    from insnet_core.simulate import simulate
 
-    output, plot = _check_outputs(args)
     instrument = args.instrument
     settings = {}
-    if args.ei is not None:
-        settings["ei"] = args.ei
-    if args.chopper_package is not None:
-        settings["chopper_package"] = args.chopper_package
-    if args.chopper_frequency is not None:
-        settings["chopper_frequency"] = args.chopper_frequency
-    if args.final_energy is not None:
-        settings["final_energy"] = args.final_energy
-    if args.bank_angles is not None:
-        settings["bank_angles"] = args.bank_angles
-    if args.resolution_poly is not None:
-        settings["resolution_poly"] = args.resolution_poly
+    for key in ("ei", "chopper_package", "chopper_frequency", "final_energy", "bank_angles",
+                "resolution_poly"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
     energy_edges = None
     if args.ebins is not None:
         unit = args.bin_unit or ("cm-1" if str(instrument).lower() == "vision" else "meV")
@@ -272,6 +286,130 @@ def run_simulate(args):
     display_unit = None
     if args.match is not None:
         energy_edges, q_edges, display_unit = _match_binning(args, instrument)
+    return settings, energy_edges, q_edges, display_unit
+
+
+_STRUCTURE_PATTERNS = ("*.cif", "*.CIF", "POSCAR*", "*.vasp", "*.poscar")
+
+
+def _structure_files(items):
+    files = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted({f for pat in _STRUCTURE_PATTERNS for f in p.glob(pat) if f.is_file()})
+            if not found:
+                raise InputError(f"{p}: folder holds no CIF or POSCAR file")
+            files.extend(found)
+        else:
+            files.append(p)  # read_structure reports a missing file by name
+    return files
+
+
+def _write_outputs(result, output, plot, contributions):
+    _write(result.total, output)
+    written = [output]
+    if contributions != "total":
+        parts = result.by_element if contributions == "element" else result.by_order
+        for key, spectrum in parts.items():
+            path = output.with_name(f"{output.stem}_{contributions}_{key}{output.suffix}")
+            _write(spectrum, path)
+            written.append(path)
+    if plot is not None:
+        from insnet_core.plotting import plot_spectrum
+        plot_spectrum(result.total, plot)
+        written.append(plot)
+    return written
+
+
+def run_predict(args):
+    from insnet_core.predict import predict
+
+    files = _structure_files(args.structures)
+    batch = len(files) > 1
+    if batch:
+        out_dir = Path(args.output)
+        if out_dir.suffix.lower() in _WRITERS or not (out_dir.is_dir() or out_dir.parent.is_dir()):
+            raise InsnetError(f"output {out_dir}: with {len(files)} structures -o must be a "
+                              "folder (one <name>.nxs per structure)")
+        out_dir.mkdir(exist_ok=True)
+        plot_dir = Path(args.plot) if args.plot else None
+        if plot_dir is not None:
+            plot_dir.mkdir(exist_ok=True)
+        jobs = [(f, out_dir / f"{f.stem}.nxs",
+                 plot_dir / f"{f.stem}.png" if plot_dir is not None else None) for f in files]
+    else:
+        output, plot = _check_outputs(args)
+        jobs = [(files[0], output, plot)]
+    settings, energy_edges, q_edges, display_unit = _spectrum_request(args)
+    iterator = jobs
+    if batch and not args.quiet:
+        from tqdm import tqdm
+        iterator = tqdm(jobs, desc="insnet predict", unit="crystal", file=sys.stderr,
+                        disable=None)
+    failures = 0
+    for structure_file, output, plot in iterator:
+        try:
+            result = predict(structure_file, method="ML", model=args.model,
+                             instrument=args.instrument, temperature=args.temperature,
+                             energy_edges=energy_edges, q_edges=q_edges,
+                             display_energy_unit=display_unit, orders=args.orders,
+                             vision_route=args.vision_route, **settings)
+        except InsnetError as exc:
+            if not batch:
+                raise
+            failures += 1
+            print(f"insnet: error: {structure_file}: {exc}", file=sys.stderr)
+            continue
+        if args.match is not None:
+            result = _onto_edges(result, energy_edges, q_edges, display_unit, args.match)
+        for w in str(result.total.metadata.get("warnings", "")).split(" | "):
+            if w:
+                print(f"insnet: warning: {w}", file=sys.stderr)
+        for path in _write_outputs(result, output, plot, args.contributions):
+            print(f"wrote {path}")
+    if failures:
+        print(f"insnet: {failures} of {len(jobs)} structures failed", file=sys.stderr)
+        return 2 if failures == len(jobs) else 1
+    return 0
+
+
+def _add_evaluate_parser(sub):
+    ev = sub.add_parser("evaluate", help="metrics of models and baselines on the test split",
+                        description="One run: every model's routes, the mean training spectrum "
+                                    "and the true-DOS ceiling on the same crystals.")
+    ev.add_argument("--db", required=True, help="database folder")
+    ev.add_argument("--models", nargs="+", required=True, help="model folders")
+    ev.add_argument("--part", default="test", choices=("train", "validation", "test"))
+    ev.add_argument("--limit", type=int, default=0, help="only the first N crystals (0: all)")
+    ev.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
+    ev.add_argument("--json", default=None, help="write per-crystal metrics and the summary")
+    ev.add_argument("--markdown", default=None, help="write the summary table (Markdown)")
+
+
+def run_evaluate(args):
+    from insnet_core.dataset.reader import Database
+    from insnet_core.nn.evaluate import evaluate, markdown_table, summarise, write_report
+
+    result = evaluate(Database(args.db), args.models, part=args.part, limit=args.limit,
+                      graph_cache=args.graph_cache, log=lambda m: print(m, flush=True))
+    table = markdown_table(summarise(result))
+    print(table)
+    if args.json:
+        write_report(result, args.json)
+        print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+def run_simulate(args):
+    from insnet_core.simulate import simulate
+
+    output, plot = _check_outputs(args)
+    instrument = args.instrument
+    settings, energy_edges, q_edges, display_unit = _spectrum_request(args)
 
     bar = None
     if not args.quiet:
@@ -297,18 +435,7 @@ def run_simulate(args):
         result = _onto_edges(result, energy_edges, q_edges, display_unit, args.match)
     if result.stability.get("has_imaginary"):
         print(f"insnet: warning: {result.total.metadata['stability']}", file=sys.stderr)
-    _write(result.total, output)
-    written = [output]
-    if args.contributions != "total":
-        parts = result.by_element if args.contributions == "element" else result.by_order
-        for key, spectrum in parts.items():
-            path = output.with_name(f"{output.stem}_{args.contributions}_{key}{output.suffix}")
-            _write(spectrum, path)
-            written.append(path)
-    if plot is not None:
-        from insnet_core.plotting import plot_spectrum
-        plot_spectrum(result.total, plot)
-        written.append(plot)
+    written = _write_outputs(result, output, plot, args.contributions)
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -470,6 +597,10 @@ def main(argv=None):
             return run_subtract(args)
         if args.command == "train":
             return run_train(args)
+        if args.command == "predict":
+            return run_predict(args)
+        if args.command == "evaluate":
+            return run_evaluate(args)
     except InsnetError as exc:
         print(f"insnet: error: {exc}", file=sys.stderr)
         return 2

@@ -15,8 +15,8 @@ from insnet_core import InputError
 from insnet_core.binning import energy_edges_from_params, rebin_edges
 from insnet_core.mantid_adapter import binning_from_workspace, spectrum_to_workspace
 
-__all__ = ["INSTRUMENTS", "METHODS", "CONTRIBUTIONS", "ENERGY_UNITS", "chopper_packages",
-           "log_as_float", "prediction_arguments", "property_problems", "output_parts",
+__all__ = ["INSTRUMENTS", "METHODS", "default_method", "result_warnings", "CONTRIBUTIONS", "ENERGY_UNITS",
+           "chopper_packages", "log_as_float", "prediction_arguments", "property_problems", "output_parts",
            "store_outputs"]
 
 INSTRUMENTS = ["VISION", "SEQUOIA", "Ideal2D"]
@@ -33,6 +33,21 @@ _PROBLEM_PROPERTY = {
     "resolution_poly": "ResolutionPolynomial",
     "orders": "Temperature", "display_energy_unit": "EnergyUnit",
 }
+
+
+def default_method():
+    """'ML' when a trained model ships in models/, else 'Physics'."""
+    from insnet_core.predict import default_model
+    return "ML" if default_model() else "Physics"
+
+
+def result_warnings(result):
+    """What a user must be told about a result: instabilities, out-of-training warnings."""
+    out = []
+    if result.stability.get("has_imaginary"):
+        out.append(str(result.total.metadata.get("stability")))
+    out += [w for w in str(result.total.metadata.get("warnings", "")).split(" | ") if w]
+    return out
 
 
 def chopper_packages():

@@ -258,6 +258,7 @@ class PredictionRequest:
     model: str | None
     settings: object
     display_energy_unit: str
+    vision_route: str | None = None
 
     def cache_key_parts(self):
         """The things a prediction depends on, as strings (used by the live cache)."""
@@ -528,7 +529,7 @@ def _run_ml(request, report):
     report(0.2, "network")
     raw = predictor.raw([request.structure])[0]
     report(0.4, "engine")
-    result = predictor.simulate(request.structure, s, raw)
+    result = predictor.simulate(request.structure, s, raw, vision_route=request.vision_route)
     if not (np.array_equal(result.total.energy_edges, s.energy_edges)
             and (s.q_edges is None or np.array_equal(result.total.q_edges, s.q_edges))):
         result = rebin_result(result, s.energy_edges, s.q_edges)
@@ -553,7 +554,7 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
             instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
             q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
             chopper_package=None, chopper_frequency=None, final_energy=None,
-            bank_angles=None, resolution_poly=None, progress=None):
+            bank_angles=None, resolution_poly=None, vision_route=None, progress=None):
     """Predict the INS spectrum of the crystal in ``structure_file``.
 
     Parameters
@@ -585,6 +586,9 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     final_energy, bank_angles, resolution_poly :
         VISION settings (meV; degrees; FWHM = a + b E + c E^2 coefficients in
         cm^-1); None for the instrument's defaults.
+    vision_route : {'partials', 'head'}, optional
+        Method 'ML', VISION only: the engine on the predicted partial DOS or
+        the network's VISION head (default: the model card's choice).
     progress : callable, optional
         ``progress(fraction, message)``.
 
@@ -603,4 +607,8 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     request = plan(structure_file, method, force_constants, model, instrument, temperature,
                    energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
                    chopper_frequency, final_energy, bank_angles, resolution_poly)
+    if vision_route is not None:
+        if vision_route not in ("partials", "head"):
+            raise InputError(f"vision_route must be 'partials' or 'head', got {vision_route!r}")
+        request.vision_route = vision_route
     return run_request(request, progress=progress)

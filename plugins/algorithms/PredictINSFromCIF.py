@@ -86,11 +86,12 @@ class PredictINSFromCIF(PythonAlgorithm):
             doc="Unit of EnergyBinning and of the output X axis: meV (DeltaE) or cm-1 "
                 "(DeltaE_inWavenumber). Default: cm-1 for VISION, meV otherwise.")
         self.declareProperty(
-            "Method", "Physics", validator=StringListValidator(support.METHODS),
-            doc="Physics (default): incoherent multiphonon spectrum from phonopy force "
-                "constants (ForceConstantsFile). ML: machine-learned prediction from the "
-                "structure alone; no trained model is shipped yet, so ML reports that and "
-                "stops. The default becomes ML once models ship.")
+            "Method", support.default_method(), validator=StringListValidator(support.METHODS),
+            doc="ML: machine-learned prediction from the structure alone (a model predicts "
+                "each element's partial phonon DOS, the physics engine makes the instrument "
+                "spectrum; errors = the ensemble's spread). Physics: incoherent multiphonon "
+                "spectrum from phonopy force constants (ForceConstantsFile). The default is "
+                "ML when a trained model ships with insnet, Physics otherwise.")
         self.declareProperty(
             FileProperty("ForceConstantsFile", "", action=FileAction.OptionalLoad,
                          extensions=[".yaml", ".conf", "FORCE_SETS", "FORCE_CONSTANTS"]),
@@ -98,7 +99,8 @@ class PredictINSFromCIF(PythonAlgorithm):
                 "phonondb folder given by its phonopy.conf or FORCE_SETS file. Must be for "
                 "the same compound as InputFile.")
         self.declareProperty(
-            "Model", "", doc="ML model name (Method ML only; none shipped yet).")
+            "Model", "", doc="ML model: a name in insnet's models/ folder or a model folder "
+                             "(Method ML only; empty: the shipped default).")
         self.declareProperty(
             "Contributions", "Total", validator=StringListValidator(support.CONTRIBUTIONS),
             doc="Total: one workspace. ByElement / ByOrder: a WorkspaceGroup with the total "
@@ -131,8 +133,8 @@ class PredictINSFromCIF(PythonAlgorithm):
             result = run_request(request, progress=lambda _, message: progress.report(message))
         except InputError as exc:
             raise ValueError(str(exc)) from None
-        if result.stability.get("has_imaginary"):
-            self.log().warning(f"PredictINSFromCIF: {result.total.metadata.get('stability')}")
+        for warning in support.result_warnings(result):  # also in the output's sample logs
+            self.log().warning(f"PredictINSFromCIF: {warning}")
 
         # 3. spectra -> workspaces (axes copied from BinningWorkspace when given)
         progress.report("creating workspaces")

@@ -58,7 +58,8 @@ class SubtractPredictedPhonons(PythonAlgorithm):
             "Temperature", DEFAULT_TEMPERATURE_K, validator=FloatBoundedValidator(lower=0.0),
             doc=f"Sample temperature in K (default {DEFAULT_TEMPERATURE_K:g}).")
         self.declareProperty(
-            "Method", "Physics", validator=StringListValidator(predict_support.METHODS),
+            "Method", predict_support.default_method(),
+            validator=StringListValidator(predict_support.METHODS),
             doc="Physics (force constants) or ML, as in PredictINSFromCIF.")
         self.declareProperty(
             FileProperty("ForceConstantsFile", "", action=FileAction.OptionalLoad,
