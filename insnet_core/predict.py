@@ -165,18 +165,22 @@ def available_models():
 def default_model():
     """The model Method 'ML' uses when none is named, or None when none is shipped.
 
-    The finished model whose card says ``"default": true``; otherwise the only
-    finished model.
+    The finished model with the DOS head (it gives any instrument) whose card
+    says ``"default": true``; otherwise the only finished model with that head.
     """
     import json
-    names = available_models()
-    for name in names:
+    usable, chosen = [], None
+    for name in available_models():
         try:
-            if json.loads((_MODELS_DIR / name / "card.json").read_text()).get("default"):
-                return name
+            card = json.loads((_MODELS_DIR / name / "card.json").read_text())
         except (OSError, ValueError):
             continue
-    return names[0] if len(names) == 1 else None
+        if "dos" not in card.get("model", {}).get("heads", []):
+            continue
+        usable.append(name)
+        if card.get("default"):
+            chosen = chosen or name
+    return chosen or (usable[0] if len(usable) == 1 else None)
 
 
 def resolve_model(model):

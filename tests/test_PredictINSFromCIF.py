@@ -64,7 +64,10 @@ def test_properties_declared_with_validators():
     assert sorted(alg.getProperty("Instrument").allowedValues) == ["Ideal2D", "SEQUOIA",
                                                                    "VISION"]
     assert sorted(alg.getProperty("Method").allowedValues) == ["ML", "Physics"]
-    assert alg.getProperty("Method").value == "Physics"
+    from insnet_core.mantid_algorithms import default_method
+    from insnet_core.predict import default_model
+    assert alg.getProperty("Method").value == default_method()
+    assert default_method() == ("ML" if default_model() else "Physics")
     with pytest.raises(ValueError):
         alg.setProperty("Temperature", -1.0)
     with pytest.raises(ValueError):
@@ -270,8 +273,11 @@ INVALID = [
 
 @pytest.mark.parametrize("case, make_args, words", INVALID, ids=[c[0] for c in INVALID])
 def test_invalid_input_fails_clearly_and_leaves_nothing(predict_ins, files, tmp_path, case,
-                                                        make_args, words):
+                                                        make_args, words, monkeypatch):
     from mantid.api import AnalysisDataService
+
+    import insnet_core.predict
+    monkeypatch.setattr(insnet_core.predict, "_MODELS_DIR", tmp_path / "no-models")
     args = make_args(tmp_path)
     if args.get("ForceConstantsFile") == "OTHER":
         args["ForceConstantsFile"] = files["other_fc"]

@@ -86,8 +86,15 @@ def test_every_problem_is_reported_under_its_input(tmp_path, example_dir, sif4):
                              instrument="SEQUOIA", ei=50.0, energy_edges=[0.0, 25.0, 55.0])
     assert "AlN" in problems["force_constants"] and "SiF4" in problems["force_constants"]
     assert "incident energy" in problems["energy_binning"]
-    assert set(find_problems(sif4 / "POSCAR-unitcell", method="ML")) == {"method"}
-    assert "no trained model" in find_problems(sif4 / "POSCAR-unitcell", method="ML")["method"]
+    import insnet_core.predict
+    saved = insnet_core.predict._MODELS_DIR
+    insnet_core.predict._MODELS_DIR = sif4 / "no-models"   # as before any model shipped
+    try:
+        assert set(find_problems(sif4 / "POSCAR-unitcell", method="ML")) == {"method"}
+        assert "no trained model" in find_problems(sif4 / "POSCAR-unitcell",
+                                                   method="ML")["method"]
+    finally:
+        insnet_core.predict._MODELS_DIR = saved
     assert set(find_problems(sif4 / "POSCAR-unitcell", method="Magic")) >= {"method"}
     assert "model" in find_problems(sif4 / "POSCAR-unitcell", force_constants=sif4,
                                     model="x")
@@ -96,9 +103,30 @@ def test_every_problem_is_reported_under_its_input(tmp_path, example_dir, sif4):
     assert find_problems(sif4 / "POSCAR-unitcell", force_constants=sif4) == {}
 
 
-def test_ml_method_stops_with_a_clear_message(sif4):
+def test_ml_method_stops_with_a_clear_message(sif4, monkeypatch, tmp_path):
+    import insnet_core.predict
+    monkeypatch.setattr(insnet_core.predict, "_MODELS_DIR", tmp_path / "no-models")
     with pytest.raises(InputError, match="no trained model is shipped"):
         predict(sif4 / "POSCAR-unitcell", method="ML")
+
+
+def test_default_model_is_the_flagged_one_with_the_dos_head(monkeypatch, tmp_path):
+    import json
+
+    import insnet_core.predict
+    from insnet_core.predict import available_models, default_model
+    monkeypatch.setattr(insnet_core.predict, "_MODELS_DIR", tmp_path)
+    for name, heads, flag in (("a", ["vision"], True), ("b", ["vision", "dos"], False),
+                              ("c", ["vision", "dos"], True)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "card.json").write_text(json.dumps(
+            {"model": {"heads": heads}, "default": flag}))
+    (tmp_path / "run-in-progress").mkdir()
+    (tmp_path / "run-in-progress" / "checkpoint.json").write_text("{}")
+    assert available_models() == ["a", "b", "c"]
+    assert default_model() == "c"          # flagged and usable for every instrument
+    (tmp_path / "c" / "card.json").unlink()
+    assert default_model() == "b"          # the only usable one
 
 
 def test_cif_structure_with_phonondb_force_constants(tmp_path, sif4):

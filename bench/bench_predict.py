@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Speed of the ML route (structure -> spectrum) against the physics route, CPU.
+
+Prints a markdown table; a benchmark, not a test, it asserts nothing. Goals (issue):
+VISION <= 20 ms at 100 atoms (warm), SEQUOIA map on a SofQW-style binning <= 100 ms,
+cold start (imports + model load + one prediction) <= 3 s.
+
+Rows (wall clock, median of ``--repeats``, torch threads = ``--threads``):
+
+* network + engine, VISION, for cells of about 10, 100 and 300 atoms (the database's
+  crystal mp-1818's neighbours: supercells of a small database crystal);
+* the same split: network alone (all heads) and engine alone;
+* SEQUOIA, Ei = 160 meV, 5 K, on 0-12 1/A x (-20)-150 meV bins of 0.05 1/A x 1 meV;
+* cold start in a fresh interpreter (``python -c`` predict one CIF);
+* batch throughput (crystals per second, VISION, network batched);
+* the physics route on the same crystal (``simulate`` with its phonondb force constants),
+  for the ratio.
+
+Usage::
+
+    .venv/bin/python bench/bench_predict.py [--model models/NAME] [--repeats 5] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _timed(fn, repeats):
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def _supercell(structure, reps):
+    from insnet_core.structure import Structure
+    import itertools
+    cells = np.array(list(itertools.product(*[range(r) for r in reps])))
+    frac = np.concatenate([(structure.frac_coords + c) / np.array(reps) for c in cells])
+    return Structure.from_arrays(structure.lattice * np.array(reps)[:, None],
+                                 list(structure.species) * len(cells), frac,
+                                 source=f"{structure.source} x{reps}", max_atoms=None)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model folder (default: the shipped default)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import torch
+    torch.set_num_threads(args.threads)
+    from insnet_core.predict import load_predictor, resolve_model
+    from insnet_core.simulate import Settings, simulate
+    from insnet_core.structure import read_structure
+    from insnet_core.instruments import get_instrument
+
+    folder = resolve_model(args.model)
+    pred = load_predictor(folder)
+    crystal = REPO / "examples" / "data" / "phonondb" / "mp-1818-20180417"
+    base = read_structure(crystal / "POSCAR-unitcell")
+    rows = []
+    vision = Settings.check("VISION")
+    for reps in ((1, 1, 1), (2, 2, 3), (3, 3, 4)):
+        s = base if reps == (1, 1, 1) else _supercell(base, reps)
+        raw = pred.raw([s])[0]
+        t_net = _timed(lambda: pred.raw([s]), args.repeats)
+        t_eng = _timed(lambda: pred.simulate(s, vision, raw), args.repeats)
+        t_all = _timed(lambda: pred.simulate(s, vision), args.repeats)
+        rows.append((f"VISION, {s.n_atoms} atoms", t_all, f"network {t_net * 1e3:.1f} ms, "
+                     f"engine {t_eng * 1e3:.1f} ms"))
+    seq = Settings.check(get_instrument("SEQUOIA", ei=160.0), 5.0, "auto",
+                         np.arange(-20.0, 150.0 + 1e-9, 1.0), np.arange(0.0, 12.0 + 1e-9, 0.05))
+    t_map = _timed(lambda: pred.simulate(base, seq), args.repeats)
+    rows.append((f"SEQUOIA Ei 160 meV, {seq.q_edges.size - 1}x{seq.energy_edges.size - 1} "
+                 f"bins, {base.n_atoms} atoms", t_map, ""))
+    # batch throughput: 32 copies of slightly strained cells through one network call
+    cells = [_supercell(base, (1, 1, 1)) for _ in range(32)]
+    t_batch = _timed(lambda: [pred.simulate(c, vision, r)
+                              for c, r in zip(cells, pred.raw(cells))], 1)
+    rows.append(("batch of 32, VISION", t_batch, f"{32 / t_batch:.1f} crystals/s"))
+    cif = REPO / "examples" / "data" / "Ba3ZnRu2O9.cif"
+    code = ("import torch; torch.set_num_threads(%d); from insnet_core.predict import predict; "
+            "predict(%r, method='ML', model=%r)" % (args.threads, str(cif), str(folder)))
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+    rows.append(("cold start (imports, model load, VISION of Ba3ZnRu2O9)",
+                 time.perf_counter() - t, ""))
+    t_phys = _timed(lambda: simulate(crystal, instrument="VISION"), max(1, args.repeats // 2))
+    rows.append((f"physics route, simulate VISION, {base.n_atoms} atoms", t_phys,
+                 f"ML/physics = {rows[0][1] / t_phys:.3f}"))
+
+    print(f"model: {folder.name} ({len(pred.models)} member(s)); torch threads {args.threads}")
+    print("| case | time | note |")
+    print("|---|---|---|")
+    for name, sec, note in rows:
+        print(f"| {name} | {sec * 1e3:.1f} ms | {note} |")
+
+
+if __name__ == "__main__":
+    main()
