@@ -385,6 +385,9 @@ def _add_evaluate_parser(sub):
     ev.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
     ev.add_argument("--json", default=None, help="write per-crystal metrics and the summary")
     ev.add_argument("--markdown", default=None, help="write the summary table (Markdown)")
+    ev.add_argument("--write-cards", action="store_true",
+                    help="store the summary in each model's card.json (test_metrics) and choose "
+                         "its default VISION route (lower median MSE)")
 
 
 def run_evaluate(args):
@@ -401,6 +404,10 @@ def run_evaluate(args):
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
         print(f"wrote {args.markdown}")
+    if args.write_cards:
+        from insnet_core.nn.evaluate import update_cards
+        for folder in update_cards(result, args.models):
+            print(f"updated {folder}/card.json")
     return 0
 
 

@@ -208,3 +208,44 @@ def write_report(result, path):
     data = dict(result, summary=summarise(result))
     path.write_text(json.dumps(data) + "\n")
     return data
+
+
+def update_cards(result, model_folders):
+    """Write the summary into each model's card; choose its default VISION route.
+
+    The route with the lower median MSE on all crystals (the reference work's measure)
+    becomes ``default_vision_route``; the reason, with the medians, goes in
+    ``default_vision_route_reason``. Returns the folders updated.
+    """
+    from insnet_core.nn.card import read_card, write_card
+
+    summary = summarise(result)
+    baselines = {k: v for k, v in summary.items() if ":" not in k}
+    done = []
+    for folder in model_folders:
+        folder = Path(folder)
+        card = read_card(folder)
+        name = card.get("name", folder.name)
+        mine = {k.split(":", 1)[1]: v for k, v in summary.items() if k.startswith(name + ":")}
+        others = {k: v["all"] for k, v in summary.items()
+                  if ":" in k and not k.startswith(name + ":")}
+        card["test_metrics"] = {"part": result["part"], "split_seed": result["split_seed"],
+                                "crystals": len(result["ids"]), "routes": mine,
+                                "baselines": baselines, "other_models_all": others,
+                                "command": "insnet evaluate --db <db> --models "
+                                           + " ".join(str(f) for f in model_folders)}
+        if "head" in mine and "partials" in mine:
+            med = {r: mine[r]["all"]["mse"]["median"] for r in ("head", "partials")}
+            best = min(med, key=med.get)
+            card["default_vision_route"] = best
+            card["default_vision_route_reason"] = (
+                f"median MSE on the {result['part']} split: head {med['head']:.4f}, partials "
+                f"{med['partials']:.4f} (cosine {mine['head']['all']['cosine']['median']:.3f} vs "
+                f"{mine['partials']['all']['cosine']['median']:.3f}; W1 "
+                f"{mine['head']['all']['w1']['median']:.2f} vs "
+                f"{mine['partials']['all']['w1']['median']:.2f} meV); maps and other "
+                "instruments always use the partials route")
+        card.pop("format_version", None)
+        write_card(folder, card)
+        done.append(folder)
+    return done

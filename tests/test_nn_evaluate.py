@@ -1,0 +1,47 @@
+"""Evaluation metrics and the one-run comparison written into model cards."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from insnet_core.nn.evaluate import evaluate, spectrum_metrics, summarise, update_cards
+from insnet_core.units import MEV_PER_CM1
+
+
+def test_metrics_of_known_pairs():
+    rng = np.random.default_rng(0)
+    y = rng.random((3, 119))
+    m = spectrum_metrics(y, y)
+    np.testing.assert_allclose(m["mse"], 0.0, atol=1e-15)
+    np.testing.assert_allclose(m["cosine"], 1.0)
+    np.testing.assert_allclose(m["w1"], 0.0, atol=1e-12)
+    a = np.zeros((1, 119))
+    b = np.zeros((1, 119))
+    a[0, 40] = b[0, 43] = 2.0                     # a peak moved by 3 bins of 10 cm^-1
+    m = spectrum_metrics(a, b)
+    assert m["w1"][0] == pytest.approx(30 * MEV_PER_CM1)
+    assert m["cosine"][0] == 0.0 and m["mse"][0] == pytest.approx(2 / 119)
+    m2 = spectrum_metrics(3 * a, b)               # max-normalised: the scale does not count
+    np.testing.assert_allclose(m2["mse"], m["mse"])
+
+
+def test_one_run_compares_routes_and_writes_cards(tmp_path):
+    from test_nn_predictor import TINY  # noqa: F401  (same tiny settings)
+    from insnet_core.nn.model import ModelConfig
+    from insnet_core.nn.train import TrainSettings, train
+    from nn_helpers import database, small_ids
+    folder = tmp_path / "m"
+    train(database(), folder, ModelConfig(**TINY), TrainSettings(epochs=1, batch_size=8),
+          ids=small_ids(40, max_atoms=4), log=lambda m: None)
+    result = evaluate(database(), [folder], part="test", limit=6, log=lambda m: None)
+    assert set(result["routes"]) == {"mean", "oracle", "m:head", "m:partials"}
+    s = summarise(result)
+    assert s["oracle"]["all"]["cosine"]["median"] > 0.99       # the partials route's ceiling
+    assert s["oracle"]["all"]["n"] == 6
+    update_cards(result, [folder])
+    card = json.loads((folder / "card.json").read_text())
+    assert card["format_version"] == 1
+    assert card["default_vision_route"] in ("head", "partials")
+    assert "median MSE" in card["default_vision_route_reason"]
+    assert card["test_metrics"]["crystals"] == 6
