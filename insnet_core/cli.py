@@ -50,6 +50,7 @@ def build_parser():
     _add_train_parser(sub)
     _add_predict_parser(sub)
     _add_evaluate_parser(sub)
+    _add_ensemble_parser(sub)
 
     ds = sub.add_parser("dataset", help="the INS training database built from phonondb")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
@@ -390,6 +391,21 @@ def _add_evaluate_parser(sub):
                          "its default VISION route (lower median MSE)")
 
 
+def _add_ensemble_parser(sub):
+    en = sub.add_parser("ensemble", help="one model folder from several finished training runs",
+                        description="Members must share model settings, elements and database; "
+                                    "their spread becomes the predictions' errors.")
+    en.add_argument("runs", nargs="+", help="finished run folders (card.json + weights)")
+    en.add_argument("--out", required=True, help="new model folder")
+
+
+def run_ensemble(args):
+    from insnet_core.nn.card import assemble_ensemble
+    card = assemble_ensemble(args.runs, args.out)
+    print(f"wrote {args.out} ({len(card['members'])} members)")
+    return 0
+
+
 def run_evaluate(args):
     from insnet_core.dataset.reader import Database
     from insnet_core.nn.evaluate import evaluate, markdown_table, summarise, write_report
@@ -507,7 +523,8 @@ def _add_subtract_parser(sub):
     sb.add_argument("--force-constants", default=None,
                     help="phonopy force constants for --method Physics (phonopy.yaml or a "
                          "phonondb folder)")
-    sb.add_argument("--method", default="Physics", help="Physics (default) or ML")
+    sb.add_argument("--method", default=None,
+                    help="Physics or ML (default: Physics with --force-constants, ML without)")
     sb.add_argument("--model", default=None, help="ML model name")
     sb.add_argument("--instrument", default="SEQUOIA",
                     help="instrument of the prediction: SEQUOIA (default), ideal2d, VISION")
@@ -556,7 +573,8 @@ def run_subtract(args):
         from insnet_core.predict import predict
         ei = args.ei if args.ei is not None else data.metadata.get("Ei")
         is_sequoia = str(args.instrument).lower() == "sequoia"
-        pred = predict(structure_file=args.cif, method=args.method,
+        method = args.method or ("Physics" if args.force_constants else "ML")
+        pred = predict(structure_file=args.cif, method=method,
                        force_constants=args.force_constants, model=args.model,
                        instrument=args.instrument, temperature=args.temperature,
                        energy_edges=data.energy_edges,
@@ -608,6 +626,8 @@ def main(argv=None):
             return run_predict(args)
         if args.command == "evaluate":
             return run_evaluate(args)
+        if args.command == "ensemble":
+            return run_ensemble(args)
     except InsnetError as exc:
         print(f"insnet: error: {exc}", file=sys.stderr)
         return 2

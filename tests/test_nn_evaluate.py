@@ -45,3 +45,16 @@ def test_one_run_compares_routes_and_writes_cards(tmp_path):
     assert card["default_vision_route"] in ("head", "partials")
     assert "median MSE" in card["default_vision_route_reason"]
     assert card["test_metrics"]["crystals"] == 6
+
+
+def test_coverage_of_a_gaussian_ensemble_is_calibrated():
+    from insnet_core.nn.evaluate import coverage
+    rng = np.random.default_rng(1)
+    true = np.full((400, 119), 0.5)
+    true[:, 0] = 1.0                      # max-normalised already
+    sigma = np.full_like(true, 0.02)
+    mean = true + rng.normal(size=true.shape) * sigma
+    c = coverage(mean, sigma, true)
+    assert c["within_1_sigma"] == pytest.approx(0.683, abs=0.01)
+    assert c["within_2_sigma"] == pytest.approx(0.954, abs=0.01)
+    assert coverage(mean, sigma / 10, true)["within_1_sigma"] < 0.2   # overconfident

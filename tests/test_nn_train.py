@@ -107,3 +107,27 @@ def test_card_mismatches_are_clear(run, tmp_path):
 def test_unstable_choice_is_checked():
     with pytest.raises(InputError, match="--unstable"):
         TrainSettings(unstable="ignore").check()
+
+
+def test_ensemble_members_give_errors(tmp_path, ids):
+    from insnet_core.cli import main
+    from insnet_core.nn.predictor import Predictor
+    from insnet_core.simulate import Settings
+    from nn_helpers import structure_of
+    runs = []
+    for seed in (1, 2):
+        out = tmp_path / f"s{seed}"
+        train(database(), out, ModelConfig(**TINY), TrainSettings(epochs=1, batch_size=8,
+                                                                   seed=seed),
+              ids=ids, log=lambda m: None)
+        runs.append(str(out))
+    assert main(["ensemble", *runs, "--out", str(tmp_path / "ens")]) == 0
+    p = Predictor(tmp_path / "ens")
+    assert len(p.models) == 2
+    mid = next(m for m in ids if set(map(str, database().record(m)["species"])) <= set(p.elements))
+    res = p.simulate(structure_of(mid), Settings.check("VISION"))
+    assert res.total.errors.max() > 0 and np.all(np.isfinite(res.total.errors))
+    other = tmp_path / "other"
+    train(database(), other, ModelConfig(**dict(TINY, mul=3)), TrainSettings(epochs=1),
+          ids=ids, log=lambda m: None)
+    assert main(["ensemble", runs[0], str(other), "--out", str(tmp_path / "bad")]) == 2

@@ -21,6 +21,7 @@ from pathlib import Path
 from insnet_core import InputError
 
 __all__ = ["CARD_FORMAT", "ModelFileError", "write_card", "read_card", "save_members",
+           "assemble_ensemble",
            "load_models", "vision_grid", "dos_grid"]
 
 #: Version of the card + weights layout this code reads and writes.
@@ -146,3 +147,43 @@ def load_models(folder):
         net.eval()
         models.append(net)
     return models, card
+
+
+def assemble_ensemble(run_folders, out, name=None):
+    """One model folder whose members are the finished runs ``run_folders``.
+
+    The runs must share the model settings, elements and database; the card is the
+    first run's with ``members`` (one weights file each) and ``member_runs``
+    (seeds and best epochs). Returns the new card.
+    """
+    import shutil
+
+    cards = [read_card(f) for f in run_folders]
+    first = cards[0]
+    for f, c in zip(run_folders[1:], cards[1:]):
+        for key in ("model", "elements", "vision_grid", "dos_grid"):
+            if c.get(key) != first.get(key):
+                raise ModelFileError(f"{f}: its card's '{key}' differs from {run_folders[0]}'s; "
+                                     "ensemble members must share it")
+        if c["database"]["sha256"] != first["database"]["sha256"]:
+            raise ModelFileError(f"{f}: trained on another database than {run_folders[0]}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k, (f, c) in enumerate(zip(run_folders, cards)):
+        if len(c["members"]) != 1:
+            raise ModelFileError(f"{f}: already an ensemble; give single runs")
+        target = f"member-{k}.safetensors"
+        shutil.copyfile(Path(f) / c["members"][0], out / target)
+        names.append(target)
+    card = dict(first)
+    card.pop("format_version", None)
+    card["name"] = name or out.name
+    card["members"] = names
+    card["member_runs"] = [{"run": str(f), "seed": c["training"]["seed"],
+                            "best_epoch": c["training"]["best_epoch"],
+                            "best_validation": c["training"]["best_validation"]}
+                           for f, c in zip(run_folders, cards)]
+    card.pop("history", None)
+    write_card(out, card)
+    return card

@@ -30,7 +30,8 @@ import numpy as np
 
 from insnet_core.nn.data import DOS_WIDTH, build_graph_set, rebin_dos
 
-__all__ = ["spectrum_metrics", "evaluate", "summarise", "markdown_table", "CLASSES"]
+__all__ = ["spectrum_metrics", "evaluate", "summarise", "markdown_table", "coverage",
+           "update_cards", "CLASSES"]
 
 CLASSES = ("all", "contains_h", "above_150meV", "over_50_atoms", "unstable", "stable")
 
@@ -101,7 +102,7 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
         pos = pos[:limit]
     ids = [gs.ids[i] for i in pos]
     true = gs.vision[pos]
-    routes, seconds = {}, {}
+    routes, seconds, calibration = {}, {}, {}
     settings = Settings.check("VISION", orders=db.config.orders, temperature=0.0)
 
     mean = _max_norm(gs.vision[train].mean(axis=0))
@@ -123,14 +124,17 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
         pred = Predictor(folder)
         name = pred.name
         t0 = time.time()
-        heads = {"head": [], "dos": []}
+        heads = {"head": [], "dos": [], "head_std": []}
         with torch.no_grad():
             for start in range(0, len(pos), 32):
                 chunk = pos[start:start + 32]
                 batch = collate(gs, chunk)
                 outs = [m(batch) for m in pred.models]
                 if "vision" in pred.config.heads:
-                    heads["head"].append(np.mean([o["vision"].numpy() for o in outs], axis=0))
+                    members = np.stack([o["vision"].numpy() for o in outs])
+                    heads["head"].append(members.mean(axis=0))
+                    if len(outs) > 1:
+                        heads["head_std"].append(members.std(axis=0, ddof=1))
                 if "dos" in pred.config.heads:
                     ng = batch["node_dos_group"].numpy()
                     d = np.mean([o["dos"].numpy() for o in outs], axis=0)
@@ -141,6 +145,9 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
         seconds[f"{name}:network"] = time.time() - t0
         if heads["head"]:
             routes[f"{name}:head"] = np.concatenate(heads["head"])
+        if heads["head_std"]:
+            calibration[name] = coverage(routes[f"{name}:head"],
+                                         np.concatenate(heads["head_std"]), true)
         if heads["dos"]:
             groups = np.concatenate(heads["dos"])
             t0 = time.time()
@@ -162,7 +169,22 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
                for name, p in routes.items()}
     return {"part": part, "split_seed": seed, "ids": ids,
             "flags": {k: v.tolist() for k, v in flags.items()},
-            "routes": metrics, "seconds": seconds}
+            "routes": metrics, "seconds": seconds, "calibration": calibration}
+
+
+def coverage(mean, std, true):
+    """Fraction of bins whose truth lies within 1 and 2 ensemble sigmas of the mean.
+
+    Head (a) outputs are max-normalised per member; ``mean`` and ``std`` are over the
+    members, ``true`` the max-normalised targets, all (n, bins). A calibrated ensemble
+    gives about 0.68 and 0.95. Bins where every member and the truth are zero are left out.
+    """
+    t = _max_norm(true)
+    live = (std > 0) | (np.abs(mean - t) > 0)
+    dev = np.abs(mean - t)[live]
+    sig = std[live]
+    return {"within_1_sigma": float(np.mean(dev <= sig)),
+            "within_2_sigma": float(np.mean(dev <= 2 * sig)), "bins": int(live.sum())}
 
 
 def summarise(result):
@@ -229,6 +251,8 @@ def update_cards(result, model_folders):
         mine = {k.split(":", 1)[1]: v for k, v in summary.items() if k.startswith(name + ":")}
         others = {k: v["all"] for k, v in summary.items()
                   if ":" in k and not k.startswith(name + ":")}
+        if name in result.get("calibration", {}):
+            card["calibration"] = result["calibration"][name]
         card["test_metrics"] = {"part": result["part"], "split_seed": result["split_seed"],
                                 "crystals": len(result["ids"]), "routes": mine,
                                 "baselines": baselines, "other_models_all": others,
