@@ -138,3 +138,16 @@ def test_predict_ins_from_cif_ml(tiny_model, known):
     assert ws.getRun().getProperty("prediction_method").value == "ML"
     assert ws.getNumberHistograms() > 10
     AnalysisDataService.clear()
+
+
+def test_live_overlay_with_the_ml_route(tiny_model, known):
+    from insnet_core.live import LiveOverlay, PredictionCache
+    overlay = LiveOverlay(known, method="ML", model=str(tiny_model), instrument="SEQUOIA",
+                          ei=100.0, temperature=5.0, cache=PredictionCache())
+    e = np.linspace(-20.0, 80.0, 101)
+    q = np.linspace(0.0, 6.0, 61)
+    first = overlay.overlay_for((e, q, "meV"))
+    assert overlay.last_was_hit is False
+    assert np.array_equal(first.energy_edges, e) and np.nanmax(first.values) > 0
+    overlay.overlay_for((e, q, "meV"))
+    assert overlay.last_was_hit is True
