@@ -342,7 +342,10 @@ def finish(db, out, gs, parts, train_pos, config, settings, state):
     from safetensors.torch import load_file
 
     model = INSNet(config)
-    model.load_state_dict(load_file(str(out / "best.safetensors")))
+    best = out / "best.safetensors"
+    if not best.exists():  # a committed run keeps only weights.safetensors (the same tensors)
+        best = out / "weights.safetensors"
+    model.load_state_dict(load_file(str(best)))
     elements = gs.elements(train_pos)
     import periodictable
     symbols = [periodictable.elements[int(z)].symbol for z in elements]
