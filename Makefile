@@ -14,6 +14,7 @@ $(STAMP): setup.py pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p out
+	$(VENV)/bin/insnet predict examples/data/Ba3ZnRu2O9.cif --instrument SEQUOIA --ei 160 --temperature 5 -o out/demo_predict_sequoia.nxs --plot out/demo_predict_sequoia.png
 	$(VENV)/bin/insnet simulate examples/data/phonondb/mp-1818-20180417 --instrument VISION -o out/demo_vision.nxs --plot out/demo_vision.png
 	$(VENV)/bin/insnet simulate examples/data/phonondb/mp-1818-20180417 --instrument SEQUOIA --ei 160 -o out/demo_sequoia.nxs --plot out/demo_sequoia.png
 
