@@ -15,7 +15,7 @@ from insnet_core import InputError
 from insnet_core.binning import energy_edges_from_params, rebin_edges
 from insnet_core.mantid_adapter import binning_from_workspace, spectrum_to_workspace
 
-__all__ = ["INSTRUMENTS", "METHODS", "default_method", "result_warnings", "CONTRIBUTIONS", "ENERGY_UNITS",
+__all__ = ["INSTRUMENTS", "METHODS", "default_method", "chosen_method", "result_warnings", "CONTRIBUTIONS", "ENERGY_UNITS",
            "chopper_packages", "log_as_float", "prediction_arguments", "property_problems", "output_parts",
            "store_outputs"]
 
@@ -39,6 +39,19 @@ def default_method():
     """'ML' when a trained model ships in models/, else 'Physics'."""
     from insnet_core.predict import default_model
     return "ML" if default_model() else "Physics"
+
+
+def chosen_method(alg):
+    """The Method property, except that a ForceConstantsFile given while Method has its
+    default value means Physics: the force constants say what the user wants.
+
+    (Compared by value, as Mantid's ``isDefault`` does: Method set explicitly to the
+    default cannot be told apart from Method left alone.)
+    """
+    method = alg.getPropertyValue("Method")
+    if method == default_method() and alg.getPropertyValue("ForceConstantsFile"):
+        return "Physics"
+    return method
 
 
 def result_warnings(result):
@@ -143,7 +156,7 @@ def prediction_arguments(alg):
         package = alg.getPropertyValue("ChopperPackage")
         frequency = int(alg.getProperty("ChopperFrequency").value) or None
     kwargs = dict(structure_file=alg.getPropertyValue("InputFile"),
-                  method=alg.getPropertyValue("Method"),
+                  method=chosen_method(alg),
                   force_constants=alg.getPropertyValue("ForceConstantsFile") or None,
                   model=alg.getPropertyValue("Model") or None,
                   instrument=instrument,

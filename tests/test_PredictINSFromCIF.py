@@ -299,6 +299,9 @@ def test_validate_inputs_returns_messages_per_property(files, tmp_path):
     alg.setProperty("IncidentEnergy", -1.0)
     alg.setProperty("OutputWorkspace", "x")
     issues = alg.validateInputs()
+    assert set(issues) >= {"InputFile", "IncidentEnergy"}
+    alg.setProperty("Method", "Physics")
+    issues = alg.validateInputs()
     assert set(issues) >= {"InputFile", "IncidentEnergy", "ForceConstantsFile"}
     assert all(isinstance(v, str) and v for v in issues.values())
 
@@ -306,7 +309,8 @@ def test_validate_inputs_returns_messages_per_property(files, tmp_path):
 def test_group_failure_leaves_no_members(predict_ins, files):
     from mantid.api import AnalysisDataService
     with pytest.raises((RuntimeError, ValueError)):
-        _run(predict_ins, files, Contributions="ByElement", Method="ML")
+        _run(predict_ins, files, Contributions="ByElement", Method="Physics",
+             ForceConstantsFile=files["other_fc"])
     assert AnalysisDataService.getObjectNames() == []
 
 
@@ -322,3 +326,16 @@ def test_plugin_is_thin_and_its_helpers_live_in_insnet_core():
         assert callable(getattr(mantid_algorithms, name))
     source = "\n".join(lines)
     assert "def _binning" not in source and "def _arguments" not in source
+
+
+def test_force_constants_with_the_default_method_mean_physics(files):
+    from insnet_core.mantid_algorithms import chosen_method
+    alg = load_plugin().PredictINSFromCIF()
+    alg.initialize()
+    alg.setProperty("ForceConstantsFile", files["fc"])
+    assert chosen_method(alg) == "Physics"
+    alg.setProperty("Method", "Physics")
+    assert chosen_method(alg) == "Physics"
+    alg.setProperty("ForceConstantsFile", "")
+    alg.setProperty("Method", "ML")
+    assert chosen_method(alg) == "ML"

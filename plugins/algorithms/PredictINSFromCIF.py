@@ -90,8 +90,8 @@ class PredictINSFromCIF(PythonAlgorithm):
             doc="ML: machine-learned prediction from the structure alone (a model predicts "
                 "each element's partial phonon DOS, the physics engine makes the instrument "
                 "spectrum; errors = the ensemble's spread). Physics: incoherent multiphonon "
-                "spectrum from phonopy force constants (ForceConstantsFile). The default is "
-                "ML when a trained model ships with insnet, Physics otherwise.")
+                "spectrum from phonopy force constants (ForceConstantsFile; given with Method "
+                "left at its default, it selects Physics). Default: ML when a model ships.")
         self.declareProperty(
             FileProperty("ForceConstantsFile", "", action=FileAction.OptionalLoad,
                          extensions=[".yaml", ".conf", "FORCE_SETS", "FORCE_CONSTANTS"]),
