@@ -206,7 +206,7 @@ def resolve_model(model):
 
 def _check_ml(structure, model, problems):
     """Model folder of an ML request; problems filed under 'model' / 'structure_file'."""
-    from insnet_core.nn.card import read_card
+    from insnet_core.nn.card import read_card, unseen_elements
     try:
         folder = resolve_model(model)
         card = read_card(folder)
@@ -214,12 +214,9 @@ def _check_ml(structure, model, problems):
         problems["model" if model else "method"] = str(exc)
         return None
     if structure is not None:
-        unknown = sorted(set(structure.species) - set(card["elements"]))
-        if unknown:
-            problems["structure_file"] = (
-                f"{structure.source}: element(s) {', '.join(unknown)} never seen in training by "
-                f"model {card.get('name', folder.name)!r}; it cannot predict them (use Method "
-                "'Physics' with force constants)")
+        problem = unseen_elements(structure, card, card.get("name", folder.name))
+        if problem:
+            problems["structure_file"] = problem
         if "dos" not in card["model"].get("heads", []):
             problems["model"] = (f"model {card.get('name', folder.name)!r} has no DOS head: it "
                                  "cannot give instrument spectra")

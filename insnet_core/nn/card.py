@@ -21,7 +21,7 @@ from pathlib import Path
 from insnet_core import InputError
 
 __all__ = ["CARD_FORMAT", "ModelFileError", "write_card", "read_card", "save_members",
-           "assemble_ensemble",
+           "assemble_ensemble", "unseen_elements",
            "load_models", "vision_grid", "dos_grid"]
 
 #: Version of the card + weights layout this code reads and writes.
@@ -83,6 +83,16 @@ def read_card(folder):
             raise ModelFileError(f"{path}: dos_grid {card.get('dos_grid')} differs from the "
                                  f"model settings' {expect}")
     return card
+
+
+def unseen_elements(structure, card, name):
+    """The message for elements of ``structure`` absent from the card's training, or None."""
+    unknown = sorted(set(structure.species) - set(card["elements"]))
+    if not unknown:
+        return None
+    return (f"{structure.source or 'structure'}: element(s) {', '.join(unknown)} never seen in "
+            f"training by model {name!r}; it cannot predict them (use Method 'Physics' with "
+            "force constants)")
 
 
 def save_members(folder, models, card):

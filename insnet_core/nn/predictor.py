@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from insnet_core import InputError
-from insnet_core.nn.card import load_models
+from insnet_core.nn.card import load_models, unseen_elements
 from insnet_core.nn.data import graph_batch
 from insnet_core.nn.graph import graph_of_structure
 from insnet_core.nn.partials import ingredients_from_partials
@@ -60,11 +60,9 @@ class Predictor:
     def check(self, structure, max_atoms=MAX_ATOMS):
         """Raise InputError for what the model cannot know; return warnings (list of str)."""
         src = structure.source or "structure"
-        unknown = sorted(set(structure.species) - set(self.elements))
-        if unknown:
-            raise InputError(f"{src}: element(s) {', '.join(unknown)} never seen in training "
-                             f"by model {self.name!r}; it cannot predict them (use Method "
-                             "'Physics' with force constants)")
+        problem = unseen_elements(structure, self.card, self.name)
+        if problem:
+            raise InputError(problem)
         if max_atoms and structure.n_atoms > max_atoms:
             raise InputError(f"{src}: {structure.n_atoms} atoms in the cell, above model "
                              f"{self.name!r}'s limit of {max_atoms}")
