@@ -116,6 +116,12 @@ class GraphSet:
         where = {m: i for i, m in enumerate(self.ids)}
         return np.array([where[m] for m in ids], dtype=np.int64)
 
+    def part_positions(self, part, seed):
+        """Positions (int array) of the crystals in one part of the seeded split."""
+        from insnet_core.dataset.reader import split_of
+        return np.array([i for i, m in enumerate(self.ids) if split_of(m, seed) == part],
+                        dtype=np.int64)
+
     def mean_neighbors(self, positions=None):
         """Mean number of edges per atom over the given crystals (all by default)."""
         pos = np.arange(len(self)) if positions is None else np.asarray(positions)

@@ -89,15 +89,15 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
     """
     import torch
 
-    from insnet_core.dataset.reader import SPLIT_SEED, split_of
+    from insnet_core.dataset.reader import SPLIT_SEED
     from insnet_core.nn.data import collate
     from insnet_core.nn.predictor import Predictor
     from insnet_core.simulate import Settings
 
     seed = SPLIT_SEED if split_seed is None else split_seed
     gs = build_graph_set(db, cache_dir=graph_cache)
-    pos = np.array([i for i, m in enumerate(gs.ids) if split_of(m, seed) == part])
-    train = np.array([i for i, m in enumerate(gs.ids) if split_of(m, seed) == "train"])
+    pos = gs.part_positions(part, seed)
+    train = gs.part_positions("train", seed)
     if limit:
         pos = pos[:limit]
     ids = [gs.ids[i] for i in pos]

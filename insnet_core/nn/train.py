@@ -236,9 +236,7 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
 
     t0 = time.time()
     gs = build_graph_set(db, ids=ids, cache_dir=graph_cache)
-    from insnet_core.dataset.reader import split_of
-    parts = {p: np.array([i for i, m in enumerate(gs.ids) if split_of(m, settings.split_seed) == p])
-             for p in ("train", "validation", "test")}
+    parts = {p: gs.part_positions(p, settings.split_seed) for p in ("train", "validation", "test")}
     weight = np.ones(len(gs))
     weight[gs.flags["unstable"]] = UNSTABLE_CHOICES[settings.unstable]
     train_pos = parts["train"][weight[parts["train"]] > 0]
