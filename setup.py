@@ -11,7 +11,7 @@ setup(
     license="GPL-3.0-or-later",
     python_requires=">=3.10",
     packages=find_packages(include=["insnet_core", "insnet_core.*"]),
-    package_data={"insnet_core": ["instruments/data/*.json", "examples/*"]},
+    package_data={"insnet_core": ["instruments/data/*.json", "examples/*", "server/static/*"]},
     install_requires=[
         "numpy>=1.24,<3",
         "scipy>=1.10,<2",
@@ -31,8 +31,13 @@ setup(
         # the CPU wheel the package index offers is the one chosen
         "ml": ["torch>=2.1,<2.14", "e3nn>=0.5,<0.7", "vesin>=0.3", "safetensors>=0.4",
                "onnxruntime>=1.16"],
+        # `insnet serve`: the prediction web page and its HTTP API
+        "server": ["fastapi>=0.110", "uvicorn>=0.27", "python-multipart>=0.0.9",
+                   "plotly>=5"],
         "test": ["pytest>=7", "euphonic>=1.3,<3", "torch>=2.1,<2.14", "e3nn>=0.5,<0.7",
-                 "vesin>=0.3", "safetensors>=0.4", "onnxruntime>=1.16"],
+                 "vesin>=0.3", "safetensors>=0.4", "onnxruntime>=1.16",
+                 "fastapi>=0.110", "uvicorn>=0.27", "python-multipart>=0.0.9", "plotly>=5",
+                 "httpx>=0.25", "playwright>=1.40"],
         "gpu": ["onnxruntime-gpu>=1.16"],
     },
     entry_points={"console_scripts": ["insnet=insnet_core.cli:main"]},

@@ -51,6 +51,7 @@ def build_parser():
     _add_predict_parser(sub)
     _add_evaluate_parser(sub)
     _add_ensemble_parser(sub)
+    _add_serve_parser(sub)
 
     ds = sub.add_parser("dataset", help="the INS training database built from phonondb")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
@@ -399,6 +400,41 @@ def _add_ensemble_parser(sub):
     en.add_argument("--out", required=True, help="new model folder")
 
 
+def _add_serve_parser(sub):
+    sv = sub.add_parser("serve", help="the analysis-server page: upload a CIF, see and "
+                                      "download the predicted spectra",
+                        description="A web page and JSON API (OpenAPI at /openapi.json) on "
+                                    "the default ML model; everything it needs is served by "
+                                    "itself (works offline).")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--model", default=None, help="default model (a models/ folder name)")
+    sv.add_argument("--max-upload-kb", type=int, default=1024,
+                    help="largest upload, KiB (at most 1024)")
+    sv.add_argument("--max-atoms", type=int, default=500, help="largest cell, atoms")
+    sv.add_argument("--timeout", type=float, default=60.0, help="time limit per prediction, s")
+    sv.add_argument("--workers", type=int, default=2, help="predictions at the same time")
+    sv.add_argument("--queue", type=int, default=8,
+                    help="requests that may wait for a worker (more get 503)")
+
+
+def run_serve(args):
+    try:
+        import uvicorn
+
+        from insnet_core.server.app import create_app
+    except ModuleNotFoundError as exc:
+        raise InsnetError(f"insnet serve needs the server extra ({exc.name} is missing): "
+                          "pip install 'insnet[server]'") from None
+    from insnet_core.server.service import Limits
+    limits = Limits(max_upload_bytes=args.max_upload_kb * 1024, max_atoms=args.max_atoms,
+                    timeout_s=args.timeout, workers=args.workers, queue=args.queue)
+    app = create_app(limits, model=args.model)
+    print(f"insnet serve: http://{args.host}:{args.port}/  (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def run_ensemble(args):
     from insnet_core.nn.card import assemble_ensemble
     card = assemble_ensemble(args.runs, args.out)
@@ -628,6 +664,8 @@ def main(argv=None):
             return run_evaluate(args)
         if args.command == "ensemble":
             return run_ensemble(args)
+        if args.command == "serve":
+            return run_serve(args)
     except InsnetError as exc:
         print(f"insnet: error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,8 @@
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +35,9 @@ __all__ = ["Predictor", "VISION_ROUTES"]
 VISION_ROUTES = ("partials", "head")
 #: Largest cell a model accepts by default (atoms).
 MAX_ATOMS = 1000
+#: Single-structure network outputs remembered (one VISION and one map request on
+#: the same crystal, as the server and the live overlay make, run the network once).
+RAW_CACHE_SIZE = 8
 
 
 class Predictor:
@@ -55,6 +60,8 @@ class Predictor:
         self.name = self.card.get("name", self.folder.name)
         if threads:
             torch.set_num_threads(int(threads))
+        self._raw_cache = OrderedDict()
+        self._raw_lock = threading.Lock()
 
     # ------------------------------------------------------------ checks
     def check(self, structure, max_atoms=MAX_ATOMS):
@@ -97,6 +104,21 @@ class Predictor:
             Per structure: ``vision`` (n_members, 119) or None, ``dos``
             (n_members, n_el, 3, bins) or None, ``elements`` (list), ``warnings``.
         """
+        if len(structures) == 1:
+            key = (structures[0].hash(), str(structures[0].source), max_atoms)
+            with self._raw_lock:
+                if key in self._raw_cache:
+                    self._raw_cache.move_to_end(key)
+                    return [_copy_entry(self._raw_cache[key])]
+            result = self._raw(structures, max_atoms)
+            with self._raw_lock:
+                self._raw_cache[key] = _copy_entry(result[0])
+                while len(self._raw_cache) > RAW_CACHE_SIZE:
+                    self._raw_cache.popitem(last=False)
+            return result
+        return self._raw(structures, max_atoms)
+
+    def _raw(self, structures, max_atoms):
         checked = [self.check(s, max_atoms) for s in structures]
         batch = graph_batch([g for g, _ in checked])
         outs = []
@@ -206,3 +228,9 @@ class Predictor:
             ratio = np.where(ref[None, :] > 0, partial_total.values / ref[None, :], 0.0)
         return replace(partial_total, values=avg[None, :] * ratio,
                        errors=avg_err[None, :] * ratio, metadata=dict(partial_total.metadata))
+
+
+def _copy_entry(entry):
+    """An independent copy of one :meth:`Predictor.raw` entry."""
+    return {k: (v.copy() if isinstance(v, np.ndarray) else list(v) if isinstance(v, list) else v)
+            for k, v in entry.items()}
