@@ -69,6 +69,22 @@ def test_same_seed_same_weights_and_resume_continues(tmp_path, ids):
               log=lambda m: None)
 
 
+def test_resume_without_best_weights_writes_them_again(tmp_path, ids):
+    # a run moved to another machine without its (uncommitted) best weights
+    s1 = TrainSettings(epochs=1, batch_size=8, lr=0.01, seed=5)
+    train(database(), tmp_path / "r", ModelConfig(**TINY), s1, ids=ids, log=lambda m: None)
+    (tmp_path / "r" / "best.safetensors").unlink()
+    (tmp_path / "r" / "card.json").unlink()
+    messages = []
+    s2 = TrainSettings(epochs=2, batch_size=8, lr=0.01, seed=5)
+    card = train(database(), tmp_path / "r", ModelConfig(**TINY), s2, ids=ids, resume=True,
+                 log=messages.append)
+    assert any("best.safetensors is missing" in m for m in messages)
+    assert card["training"]["best_epoch"] == 2
+    models, _ = load_models(tmp_path / "r")
+    assert len(models) == 1
+
+
 def _copy(run, tmp_path):
     import shutil
     dst = tmp_path / "m"

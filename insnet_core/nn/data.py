@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,7 +146,7 @@ class GraphSet:
         for k, v in self.flags.items():
             arrays[f"flag_{k}"] = v
         arrays["cache_format"] = np.array(_CACHE_FORMAT)
-        tmp = Path(str(path) + ".tmp.npz")
+        tmp = Path(f"{path}.{os.getpid()}.tmp.npz")  # two runs may build the same cache
         np.savez(tmp, **arrays)
         tmp.replace(path)
 
