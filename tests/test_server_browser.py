@@ -71,13 +71,16 @@ def test_upload_plot_and_download(browser, base_url, tmp_path):
     # both plots drawn by the plotting library, with the data the API returned
     n_vision = page.evaluate("document.getElementById('vision-plot').data.length")
     assert n_vision >= 1 + 4 + 3  # total, elements Ba Zn Ru O, orders 1-3 (+ banks)
-    z = page.evaluate("document.getElementById('map-plot').data[0].z")
-    z = np.array(z, dtype=float)
+    # drawn |Q| across, E up: the plotted rows are energies, the workspace's are |Q|
+    plot = "document.getElementById('map-plot')"
+    z = np.array(page.evaluate(f"{plot}.data[0].z"), dtype=float).T
+    assert "|Q|" in page.evaluate(f"{plot}.layout.xaxis.title.text")
     assert z.shape[0] > 50 and np.isnan(z).any() and np.nanmax(z) > 0
     # a contribution of the map, fetched on demand
     page.select_option("#map-part", "element:O")
     page.wait_for_selector("body[data-state='done']")
-    z_o = np.array(page.evaluate("document.getElementById('map-plot').data[0].z"), dtype=float)
+    z_o = np.array(page.evaluate("document.getElementById('map-plot').data[0].z"),
+                   dtype=float).T
     assert np.nanmax(z_o) < np.nanmax(z)
     # the .nxs download reads back as the map on show
     with page.expect_download() as info:

@@ -114,16 +114,22 @@ function logValues(z) {
   return z.map((row) => row.map((v) => (v === null ? null : Math.log10(Math.max(v, floor)))));
 }
 
+function transpose(rows) {
+  return rows.length ? rows[0].map((_, j) => rows.map((row) => row[j])) : [];
+}
+
 function plotMap(map) {
+  // drawn as INS maps are read: |Q| across, energy transfer up (z rows are energies)
   shownMap = map;
   const log = $("map-log").checked;
-  const trace = {type: "heatmap", x: map.x, y: map.q, z: log ? logValues(map.z) : map.z,
-                 colorscale: "Viridis", customdata: map.z,
-                 hovertemplate: "E %{x} meV<br>|Q| %{y} Å⁻¹<br>S %{customdata}<extra></extra>",
+  const z = transpose(map.z);
+  const trace = {type: "heatmap", x: map.q, y: map.x, z: log ? logValues(z) : z,
+                 colorscale: "Viridis", customdata: z,
+                 hovertemplate: "|Q| %{x} Å⁻¹<br>E %{y} meV<br>S %{customdata}<extra></extra>",
                  colorbar: {title: {text: log ? "log10 S" : "S"}}};
   const layout = {margin: {t: 20},
-                  xaxis: {title: {text: `Energy transfer (${map.energy_unit})`}},
-                  yaxis: {title: {text: "|Q| (Å⁻¹)"}}};
+                  xaxis: {title: {text: "|Q| (Å⁻¹)"}},
+                  yaxis: {title: {text: `Energy transfer (${map.energy_unit})`}}};
   return Plotly.newPlot("map-plot", [trace], layout, {responsive: true});
 }
 
