@@ -32,8 +32,10 @@ def build_parser():
                      "Debye-Waller, Bose factor) of a crystal from phonopy force constants "
                      "and write it as a Mantid processed-NeXus (.nxs) or CSV file."))
     sim.add_argument("source", help="phonondb folder (POSCAR-unitcell, phonopy.conf, FORCE_SETS"
-                                    "[, BORN]) or a phonopy.yaml")
+                                    "[, BORN]) or a phonopy.yaml; with --potential a CIF or "
+                                    "POSCAR file")
     _add_spectrum_options(sim)
+    _add_route_options(sim, required=False)
     mesh = sim.add_mutually_exclusive_group()
     mesh.add_argument("--mesh", type=int, nargs=3, default=None, metavar="N",
                       help="explicit Gamma-centred q-point mesh, e.g. --mesh 20 20 20")
@@ -52,6 +54,7 @@ def build_parser():
     _add_evaluate_parser(sub)
     _add_ensemble_parser(sub)
     _add_serve_parser(sub)
+    _add_phonons_parser(sub)
 
     ds = sub.add_parser("dataset", help="the INS training database built from phonondb")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
@@ -130,6 +133,117 @@ def _add_spectrum_options(p):
     p.add_argument("-o", "--output", required=True, help="output file: .nxs or .csv")
     p.add_argument("--plot", default=None, help="also write a PNG plot here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_route_options(p, required):
+    """Options of the uMLIP route (simulate --potential, phonons)."""
+    from insnet_core.umlip import DEFAULT_POTENTIAL, POTENTIALS, RELAX_MODES, RouteSettings
+    d = RouteSettings()
+    g = p.add_argument_group("uMLIP route (force constants from a universal ML potential)")
+    g.add_argument("--potential", default=DEFAULT_POTENTIAL if required else None,
+                   choices=list(POTENTIALS),
+                   help="relax the structure and compute force constants with this potential "
+                        + (f"(default {DEFAULT_POTENTIAL})" if required else
+                           "(the source is then a CIF/POSCAR file)"))
+    g.add_argument("--relax", choices=RELAX_MODES, default=d.relax,
+                   help="cell: cell and atoms, space group kept (default); atoms: atoms only, "
+                        "in the input cell; none: the input structure as it is")
+    g.add_argument("--fmax", type=float, default=d.fmax,
+                   help=f"relaxation converged below this force, eV/A (default {d.fmax:g})")
+    g.add_argument("--max-steps", type=int, default=d.max_steps,
+                   help=f"most relaxation steps (default {d.max_steps})")
+    g.add_argument("--supercell-length", type=float, default=d.supercell_length,
+                   help="smallest supercell width, A (default "
+                        f"{d.supercell_length:g})")
+    g.add_argument("--displacement", type=float, default=d.displacement,
+                   help=f"finite displacement, A (default {d.displacement:g})")
+    g.add_argument("--frequency-scale", type=float, default=None,
+                   help="multiply all frequencies by this (default: the potential's "
+                        "softening correction, docs/umlip.md)")
+    g.add_argument("--allow-unconverged", action="store_true",
+                   help="go on (with a warning) when the relaxation does not converge")
+    g.add_argument("--allow-symmetry-change", action="store_true",
+                   help="go on (with a warning) when the relaxation changes the space group")
+    g.add_argument("--cache-dir", default=None,
+                   help="where force constants are kept (default $INSNET_CACHE_DIR/umlip or "
+                        "~/.cache/insnet/umlip)")
+    g.add_argument("--no-cache", action="store_true", help="recompute even when cached")
+
+
+def _route_settings(args):
+    from insnet_core.umlip import RouteSettings, check_settings
+    return check_settings(RouteSettings(
+        potential=args.potential, relax=args.relax, fmax=args.fmax, max_steps=args.max_steps,
+        supercell_length=args.supercell_length, displacement=args.displacement,
+        frequency_scale=args.frequency_scale, allow_unconverged=args.allow_unconverged,
+        allow_symmetry_change=args.allow_symmetry_change))
+
+
+def _add_phonons_parser(sub):
+    ph = sub.add_parser(
+        "phonons", help="uMLIP route: structure -> relaxed cell and force constants "
+                        "(phonopy_params.yaml)",
+        description=("Relax a crystal with a universal ML potential (space group kept), compute "
+                     "its force sets in a phonopy supercell and write phonopy_params.yaml, "
+                     "which insnet simulate and PredictINSFromCIF's ForceConstantsFile read."))
+    ph.add_argument("structure", help="CIF or POSCAR file")
+    _add_route_options(ph, required=True)
+    ph.add_argument("-o", "--output", required=True, help="phonopy_params.yaml to write")
+    ph.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _progress_bar(args, name):
+    """(progress callback, close) with a tqdm bar on stderr unless --quiet."""
+    if args.quiet:
+        return (lambda fraction, message: None), (lambda: None)
+    from tqdm import tqdm
+    bar = tqdm(total=100, desc=name, unit="%", file=sys.stderr, disable=None,
+               bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+
+    def progress(fraction, message):
+        bar.set_postfix_str(message)
+        bar.update(max(0, int(round(100 * fraction)) - bar.n))
+    return progress, bar.close
+
+
+def _print_route(route):
+    r = route.report
+    relax = r["relaxation"]
+    print(f"{r['potential']} {r['potential_version']}: relaxation ({relax['mode']}) "
+          f"{relax['steps']} steps, residual force {relax['residual_force']:.3g} eV/A, "
+          f"space group {relax['spacegroup_before']} -> {relax['spacegroup_after']}, volume "
+          f"{relax['volume_change_percent']:+.2f} %; supercell {'x'.join(map(str, r['supercell']))}"
+          f" ({r['displacements']} displacements)" + (" [cached]" if route.cached else ""),
+          file=sys.stderr)
+    for w in r["warnings"]:
+        print(f"insnet: warning: {w}", file=sys.stderr)
+    if r["imaginary_at_gamma"]:
+        print(f"insnet: warning: imaginary modes at Gamma (lowest optical "
+              f"{r['gamma_lowest_optical_meV']:.2f} meV)", file=sys.stderr)
+
+
+def run_phonons(args):
+    import shutil
+
+    from insnet_core.structure import read_structure
+    from insnet_core.umlip import run_route
+    output = Path(args.output)
+    if output.suffix not in (".yaml", ".yml"):
+        raise InputError(f"{output}: the output must be a .yaml file (phonopy_params.yaml)")
+    if not output.parent.is_dir():
+        raise InputError(f"{output.parent}: no such folder for the output")
+    settings = _route_settings(args)
+    structure = read_structure(args.structure)
+    progress, close = _progress_bar(args, "insnet phonons")
+    try:
+        route = run_route(structure, settings, cache_dir=args.cache_dir,
+                          use_cache=not args.no_cache, progress=progress)
+    finally:
+        close()
+    _print_route(route)
+    shutil.copyfile(route.params_file, output)
+    print(f"wrote {output}")
+    return 0
 
 
 def _add_predict_parser(sub):
@@ -469,27 +583,26 @@ def run_simulate(args):
     output, plot = _check_outputs(args)
     instrument = args.instrument
     settings, energy_edges, q_edges, display_unit = _spectrum_request(args)
-
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-        bar = tqdm(total=100, desc="insnet simulate", unit="%", file=sys.stderr, disable=None,
-                   bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
-
-    def progress(fraction, message):
-        if bar is not None:
-            bar.set_postfix_str(message)
-            bar.update(int(round(100 * fraction)) - bar.n)
-
+    route_settings = _route_settings(args) if args.potential else None
+    if route_settings is None:
+        _refuse_structure_source(args.source)
+    progress, close = _progress_bar(args, "insnet simulate")
+    kwargs = dict(instrument=instrument, temperature=args.temperature, orders=args.orders,
+                  energy_edges=energy_edges, q_edges=q_edges, isotropic=args.isotropic,
+                  include_elastic=args.elastic, mesh=args.mesh, mesh_spacing=args.mesh_spacing,
+                  progress=progress, **settings)
     try:
-        result = simulate(args.source, instrument=instrument, temperature=args.temperature,
-                          orders=args.orders, energy_edges=energy_edges, q_edges=q_edges,
-                          isotropic=args.isotropic,
-                          include_elastic=args.elastic, mesh=args.mesh,
-                          mesh_spacing=args.mesh_spacing, progress=progress, **settings)
+        if route_settings is not None:
+            from insnet_core.umlip import simulate_with_potential
+            result, route = simulate_with_potential(
+                args.source, route_settings, cache_dir=args.cache_dir,
+                use_cache=not args.no_cache, **kwargs)
+        else:
+            result, route = simulate(args.source, **kwargs), None
     finally:
-        if bar is not None:
-            bar.close()
+        close()
+    if route is not None:
+        _print_route(route)
     if args.match is not None:
         result = _onto_edges(result, energy_edges, q_edges, display_unit, args.match)
     if result.stability.get("has_imaginary"):
@@ -498,6 +611,16 @@ def run_simulate(args):
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _refuse_structure_source(source):
+    """A CIF/POSCAR given to simulate without --potential: say what to do."""
+    path = Path(source)
+    if path.is_file() and (path.suffix.lower() in (".cif", ".vasp", ".poscar")
+                           or path.name.upper().startswith(("POSCAR", "CONTCAR"))):
+        raise InputError(f"{source}: a crystal structure, not force constants; add --potential "
+                         "chgnet|7net-0 (force constants from a universal ML potential) or use "
+                         "insnet predict (the ML route)")
 
 
 def run_dataset(args):
@@ -666,6 +789,8 @@ def main(argv=None):
             return run_ensemble(args)
         if args.command == "serve":
             return run_serve(args)
+        if args.command == "phonons":
+            return run_phonons(args)
     except InsnetError as exc:
         print(f"insnet: error: {exc}", file=sys.stderr)
         return 2

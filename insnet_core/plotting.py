@@ -68,7 +68,23 @@ def default_title(spectrum):
     ei = _lookup(meta, "Ei")
     if ei is not None:
         parts.append(f"Ei = {_number(ei)} meV")
-    return ", ".join(parts)
+    if meta.get("potential"):
+        parts.append(f"uMLIP {meta['potential']}")
+    title = ", ".join(parts)
+    if _truthy(meta.get("unstable")):
+        low = meta.get("min_phonon_energy_meV")
+        where = " (at Gamma)" if _truthy(meta.get("imaginary_at_gamma")) else ""
+        title += ("\nUNSTABLE: imaginary modes" + where
+                  + (f" down to {float(low):.2f} meV" if low is not None else "")
+                  + ", left out")
+    return title
+
+
+def _truthy(value):
+    try:
+        return bool(int(value))
+    except (TypeError, ValueError):
+        return bool(value)
 
 
 def _display(spectrum):

@@ -65,3 +65,14 @@ def test_default_title_without_metadata():
     assert default_title(_one_d()) == ""
     fig = make_figure(_one_d())
     assert fig.axes[0].get_title() == ""
+
+
+def test_title_shows_instability_and_potential():
+    spec = _one_d()
+    spec.metadata.update({"formula": "NaCl", "unstable": 1, "min_phonon_energy_meV": -3.21,
+                          "imaginary_at_gamma": 1, "potential": "chgnet"})
+    title = default_title(spec)
+    assert title.startswith("NaCl") and "uMLIP chgnet" in title
+    assert "UNSTABLE: imaginary modes (at Gamma) down to -3.21 meV" in title
+    spec.metadata.update({"unstable": "0"})
+    assert "UNSTABLE" not in default_title(spec)

@@ -109,7 +109,8 @@ def test_bad_requests_get_clear_messages(base_url, files, data, status, words):
 
 
 def test_path_traversal_name_is_only_displayed(base_url, tmp_path):
-    target = Path("/tmp/insnet_traversal_probe.cif")
+    import tempfile
+    target = Path(tempfile.gettempdir()) / "insnet_traversal_probe.cif"  # where ../ would lead
     target.unlink(missing_ok=True)
     r = post(base_url, files={"structure": ("../../../../tmp/insnet_traversal_probe.cif", CIF)})
     assert r.status_code == 200, r.text
