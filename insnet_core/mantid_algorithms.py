@@ -16,11 +16,11 @@ from insnet_core.binning import energy_edges_from_params, rebin_edges
 from insnet_core.mantid_adapter import binning_from_workspace, spectrum_to_workspace
 
 __all__ = ["INSTRUMENTS", "METHODS", "default_method", "chosen_method", "result_warnings", "CONTRIBUTIONS", "ENERGY_UNITS",
-           "chopper_packages", "log_as_float", "prediction_arguments", "property_problems", "output_parts",
+           "chopper_packages", "potentials", "log_as_float", "prediction_arguments", "property_problems", "output_parts",
            "store_outputs"]
 
 INSTRUMENTS = ["VISION", "SEQUOIA", "Ideal2D"]
-METHODS = ["ML", "Physics"]
+METHODS = ["ML", "Physics", "uMLIP"]
 CONTRIBUTIONS = ["Total", "ByElement", "ByOrder"]
 ENERGY_UNITS = ["Default", "meV", "cm-1"]
 #: insnet_core.predict input -> property reporting its problem (binning depends on the source)
@@ -31,7 +31,7 @@ _PROBLEM_PROPERTY = {
     "chopper_frequency": "ChopperFrequency", "temperature": "Temperature",
     "final_energy": "FinalEnergy", "bank_angles": "BankAngles",
     "resolution_poly": "ResolutionPolynomial",
-    "orders": "Temperature", "display_energy_unit": "EnergyUnit",
+    "orders": "Temperature", "display_energy_unit": "EnergyUnit", "potential": "Potential",
 }
 
 
@@ -61,6 +61,12 @@ def result_warnings(result):
         out.append(str(result.total.metadata.get("stability")))
     out += [w for w in str(result.total.metadata.get("warnings", "")).split(" | ") if w]
     return out
+
+
+def potentials():
+    """Names of the universal potentials (the Potential choices) and the default."""
+    from insnet_core.umlip import DEFAULT_POTENTIAL, POTENTIALS
+    return list(POTENTIALS), DEFAULT_POTENTIAL
 
 
 def chopper_packages():
@@ -155,8 +161,10 @@ def prediction_arguments(alg):
         ei = _incident_energy(alg, template, problems)
         package = alg.getPropertyValue("ChopperPackage")
         frequency = int(alg.getProperty("ChopperFrequency").value) or None
+    method = chosen_method(alg)
     kwargs = dict(structure_file=alg.getPropertyValue("InputFile"),
-                  method=chosen_method(alg),
+                  method=method,
+                  potential=alg.getPropertyValue("Potential") if method == "uMLIP" else None,
                   force_constants=alg.getPropertyValue("ForceConstantsFile") or None,
                   model=alg.getPropertyValue("Model") or None,
                   instrument=instrument,

@@ -24,7 +24,7 @@ WEIGHTING_CHOICES = ["Auto", "Data", "Poisson"]
 #: Properties shared with PredictINSFromCIF (used when no PredictedWorkspace is given).
 PREDICTION_PROPERTIES = ("InputFile", "Instrument", "IncidentEnergy", "ChopperPackage",
                          "ChopperFrequency", "Temperature", "Method", "ForceConstantsFile",
-                         "Model")
+                         "Model", "Potential")
 
 
 class _Value:

@@ -14,6 +14,9 @@ on the requested bins. Two methods exist:
   folder of ``models/`` (:mod:`insnet_core.nn`) predicts each element's
   partial DOS, and the engine computes the instrument spectrum from it, with
   the ensemble's spread as errors. Elements the model never saw are refused.
+* ``'uMLIP'``: force constants from a universal ML potential
+  (:mod:`insnet_core.umlip`: relaxation with the space group kept, phonopy
+  supercell forces), then the engine as for ``'Physics'``.
 
 :func:`find_problems` runs every cheap check (files, settings, bins) without
 computing anything and returns one message per faulty input, which is what
@@ -39,7 +42,7 @@ __all__ = ["METHODS", "DEFAULT_METHOD", "PredictionRequest", "plan", "find_probl
            "load_predictor"]
 
 #: Prediction methods, as users name them.
-METHODS = ("Physics", "ML")
+METHODS = ("Physics", "ML", "uMLIP")
 #: Used until trained models ship.
 DEFAULT_METHOD = "Physics"
 
@@ -260,6 +263,7 @@ class PredictionRequest:
     settings: object
     display_energy_unit: str
     vision_route: str | None = None
+    potential: str | None = None
 
     def cache_key_parts(self):
         """The things a prediction depends on, as strings (used by the live cache)."""
@@ -269,6 +273,7 @@ class PredictionRequest:
             "structure": self.structure.hash(),
             "force_constants": files_hash(self.force_constants) if self.force_constants else "",
             "method": self.method, "model": self.model or "",
+            "potential": self.potential or "",
             "instrument": repr(sorted((k, repr(v)) for k, v in inst.describe().items())),
             "temperature": repr(float(self.settings.temperature)),
             "orders": repr(self.settings.orders),
@@ -328,9 +333,27 @@ def _instrument(instrument, ei, chopper_package, chopper_frequency, problems,
     return inst
 
 
+def _check_umlip(force_constants, model, potential, problems):
+    """Method 'uMLIP': a known potential whose package is installed; no FC, no model."""
+    from insnet_core.umlip import DEFAULT_POTENTIAL, POTENTIALS, check_settings, _require
+    if force_constants not in (None, ""):
+        problems["force_constants"] = ("ForceConstantsFile applies to Method 'Physics' only; "
+                                       "Method 'uMLIP' computes the force constants")
+    if model:
+        problems["model"] = "Model applies to Method 'ML' only; leave it empty for 'uMLIP'"
+    try:
+        name = check_settings(potential=potential or DEFAULT_POTENTIAL).potential
+        _require(POTENTIALS[name])
+        return name
+    except InputError as exc:
+        problems["potential"] = str(exc)
+        return None
+
+
 def _check_all(structure_file, method, force_constants, model, instrument, temperature,
                energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
-               chopper_frequency, final_energy=None, bank_angles=None, resolution_poly=None):
+               chopper_frequency, final_energy=None, bank_angles=None, resolution_poly=None,
+               potential=None):
     """Return (problems dict, PredictionRequest or None)."""
     from insnet_core.defaults import check_orders_setting as check_orders
     from insnet_core.incoherent import check_temperature
@@ -352,7 +375,11 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
         method = None
     fc = None
     model_folder = None
-    if method == "ML":
+    if potential not in (None, "") and method in ("ML", "Physics"):
+        problems["potential"] = f"Potential applies to Method 'uMLIP' only, not '{method}'"
+    if method == "uMLIP":
+        potential = _check_umlip(force_constants, model, potential, problems)
+    elif method == "ML":
         if force_constants not in (None, ""):
             problems["force_constants"] = ("ForceConstantsFile applies to Method 'Physics' "
                                            "only; leave it empty for Method 'ML'")
@@ -414,14 +441,15 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
         return problems, None
     return {}, PredictionRequest(structure=structure, method=method, force_constants=fc,
                                  model=str(model_folder) if model_folder else None,
-                                 settings=settings, display_energy_unit=unit)
+                                 settings=settings, display_energy_unit=unit,
+                                 potential=potential if method == "uMLIP" else None)
 
 
 def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
                   instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
                   q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
                   chopper_package=None, chopper_frequency=None, final_energy=None,
-                  bank_angles=None, resolution_poly=None):
+                  bank_angles=None, resolution_poly=None, potential=None):
     """Every problem with a prediction request, computing nothing expensive.
 
     Parameters are those of :func:`predict`.
@@ -439,7 +467,7 @@ def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, m
     problems, _ = _check_all(structure_file, method, force_constants, model, instrument,
                              temperature, energy_edges, q_edges, display_energy_unit, orders,
                              ei, chopper_package, chopper_frequency, final_energy, bank_angles,
-                             resolution_poly)
+                             resolution_poly, potential)
     return problems
 
 
@@ -447,12 +475,12 @@ def plan(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None
          instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
          q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
          chopper_package=None, chopper_frequency=None, final_energy=None, bank_angles=None,
-         resolution_poly=None):
+         resolution_poly=None, potential=None):
     """Check a request and return a :class:`PredictionRequest`; InputError lists all problems."""
     problems, request = _check_all(structure_file, method, force_constants, model, instrument,
                                    temperature, energy_edges, q_edges, display_energy_unit,
                                    orders, ei, chopper_package, chopper_frequency, final_energy,
-                                   bank_angles, resolution_poly)
+                                   bank_angles, resolution_poly, potential)
     if problems:
         raise InputError("; ".join(f"{k}: {v}" for k, v in problems.items()))
     return request
@@ -500,8 +528,16 @@ def run_request(request, progress=None):
     report = progress or (lambda fraction, message: None)
     if request.method == "ML":
         return _run_ml(request, report)
+    route = None
+    source = request.force_constants
+    if request.method == "uMLIP":
+        from insnet_core.umlip import RouteSettings, run_route
+        route = run_route(request.structure, RouteSettings(potential=request.potential),
+                          progress=lambda f, m: report(0.8 * f, m))
+        source = route.params_file
+        report = (lambda r: lambda f, m: r(0.8 + 0.2 * f, m))(report)
     s = request.settings
-    result = simulate(request.force_constants, instrument=s.instrument,
+    result = simulate(source, instrument=s.instrument,
                       temperature=s.temperature, orders=s.orders, energy_edges=s.energy_edges,
                       q_edges=s.q_edges, include_elastic=s.include_elastic, progress=report)
     # The engine integrates over the requested bins; this only guarantees that the
@@ -514,8 +550,17 @@ def run_request(request, progress=None):
              "structure_file": str(request.structure.source),
              "structure_formula": request.structure.formula,
              "structure_hash": request.structure.hash(),
-             "force_constants": str(request.force_constants),
+             "force_constants": str(source),
              "temperature_K": float(s.temperature)}
+    if route is not None:
+        extra.update(route.metadata())
+        extra.update(model=f"uMLIP {request.potential}", model_version=(
+            f"insnet {__version__} physics engine on {request.potential} "
+            f"{route.report['potential_version']} force constants"),
+            imaginary_at_gamma=int(route.report["imaginary_at_gamma"]),
+            gamma_lowest_optical_meV=route.report["gamma_lowest_optical_meV"])
+        if route.report["warnings"]:
+            extra["warnings"] = " | ".join(route.report["warnings"])
     ei = getattr(s.instrument, "ei", None)
     if ei is not None:
         extra["Ei"] = float(ei)  # Mantid's usual sample-log name for the incident energy
@@ -555,7 +600,8 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
             instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
             q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
             chopper_package=None, chopper_frequency=None, final_energy=None,
-            bank_angles=None, resolution_poly=None, vision_route=None, progress=None):
+            bank_angles=None, resolution_poly=None, vision_route=None, progress=None,
+            potential=None):
     """Predict the INS spectrum of the crystal in ``structure_file``.
 
     Parameters
@@ -563,9 +609,9 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     structure_file : str or Path
         CIF or POSCAR file (read and validated by
         :func:`insnet_core.structure.read_structure`).
-    method : {'Physics', 'ML'}
-        'Physics' needs ``force_constants``; 'ML' reports that no model is
-        shipped yet.
+    method : {'Physics', 'ML', 'uMLIP'}
+        'Physics' needs ``force_constants``; 'ML' uses a trained model;
+        'uMLIP' computes force constants with ``potential``.
     force_constants : str or Path, optional
         See :func:`resolve_force_constants`. Its reduced formula must match
         the structure's.
@@ -592,6 +638,9 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
         the network's VISION head (default: the model card's choice).
     progress : callable, optional
         ``progress(fraction, message)``.
+    potential : str, optional
+        Method 'uMLIP': a name of :data:`insnet_core.umlip.POTENTIALS` (default
+        :data:`insnet_core.umlip.DEFAULT_POTENTIAL`).
 
     Returns
     -------
@@ -607,7 +656,7 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     """
     request = plan(structure_file, method, force_constants, model, instrument, temperature,
                    energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
-                   chopper_frequency, final_energy, bank_angles, resolution_poly)
+                   chopper_frequency, final_energy, bank_angles, resolution_poly, potential)
     if vision_route is not None:
         if vision_route not in ("partials", "head"):
             raise InputError(f"vision_route must be 'partials' or 'head', got {vision_route!r}")

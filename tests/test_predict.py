@@ -148,3 +148,26 @@ def test_unstable_crystal_is_flagged(example_dir):
                      energy_edges=np.linspace(2.0, 30.0, 15))
     assert result.total.metadata["unstable"] == 1
     assert result.stability["has_imaginary"]
+
+
+def test_umlip_method_checks(sif4, monkeypatch):
+    structure = str(sif4 / "POSCAR-unitcell")
+    found = find_problems(structure, method="uMLIP", potential="mace")
+    assert set(found) == {"potential"} and "unknown 'mace'" in found["potential"]
+    found = find_problems(structure, method="uMLIP", force_constants=str(sif4), model="x")
+    assert "computes the force constants" in found["force_constants"]
+    assert "Model applies to Method 'ML' only" in found["model"]
+    found = find_problems(structure, method="Physics", force_constants=str(sif4),
+                          potential="chgnet")
+    assert set(found) == {"potential"} and "'uMLIP' only" in found["potential"]
+    request = plan(structure, method="umlip", potential="CHGNet")
+    assert request.method == "uMLIP" and request.potential == "chgnet"
+    assert request.cache_key_parts()["potential"] == "chgnet"
+    # without the optional packages: how to install them, under 'potential'
+    import insnet_core.umlip as umlip
+
+    def missing(name):
+        raise umlip.importlib_metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(umlip.importlib_metadata, "version", missing)
+    found = find_problems(structure, method="uMLIP")
+    assert "pip install 'insnet[umlip]'" in found["potential"]

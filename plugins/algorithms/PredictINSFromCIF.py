@@ -91,7 +91,9 @@ class PredictINSFromCIF(PythonAlgorithm):
                 "each element's partial phonon DOS, the physics engine makes the instrument "
                 "spectrum; errors = the ensemble's spread). Physics: incoherent multiphonon "
                 "spectrum from phonopy force constants (ForceConstantsFile; given with Method "
-                "left at its default, it selects Physics). Default: ML when a model ships.")
+                "left at its default, it selects Physics). uMLIP: the same engine on force "
+                "constants from a universal ML potential (Potential). Default: ML when a "
+                "model ships.")
         self.declareProperty(
             FileProperty("ForceConstantsFile", "", action=FileAction.OptionalLoad,
                          extensions=[".yaml", ".conf", "FORCE_SETS", "FORCE_CONSTANTS"]),
@@ -101,6 +103,13 @@ class PredictINSFromCIF(PythonAlgorithm):
         self.declareProperty(
             "Model", "", doc="ML model: a name in insnet's models/ folder or a model folder "
                              "(Method ML only; empty: the shipped default).")
+        names, default = support.potentials()
+        self.declareProperty(
+            "Potential", default, validator=StringListValidator(names),
+            doc="Universal ML potential for Method uMLIP: the structure is relaxed with it "
+                "(space group kept) and its force constants computed in a >= 10 A supercell "
+                "(seconds to minutes; cached, kept as phonopy_params.yaml), then the physics "
+                f"engine runs. Default {default}.")
         self.declareProperty(
             "Contributions", "Total", validator=StringListValidator(support.CONTRIBUTIONS),
             doc="Total: one workspace. ByElement / ByOrder: a WorkspaceGroup with the total "
@@ -116,7 +125,7 @@ class PredictINSFromCIF(PythonAlgorithm):
 
     # ------------------------------------------------------------------ execution
     def PyExec(self):
-        from insnet_core import InputError
+        from insnet_core import InsnetError
         from insnet_core.predict import plan, run_request
 
         progress = Progress(self, start=0.0, end=1.0, nreports=8)
@@ -131,7 +140,7 @@ class PredictINSFromCIF(PythonAlgorithm):
         # 2. predict (physics engine or model) on the requested bins
         try:
             result = run_request(request, progress=lambda _, message: progress.report(message))
-        except InputError as exc:
+        except InsnetError as exc:
             raise ValueError(str(exc)) from None
         for warning in support.result_warnings(result):  # also in the output's sample logs
             self.log().warning(f"PredictINSFromCIF: {warning}")

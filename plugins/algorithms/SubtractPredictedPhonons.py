@@ -60,12 +60,16 @@ class SubtractPredictedPhonons(PythonAlgorithm):
         self.declareProperty(
             "Method", predict_support.default_method(),
             validator=StringListValidator(predict_support.METHODS),
-            doc="Physics (force constants) or ML, as in PredictINSFromCIF.")
+            doc="Physics (force constants), ML or uMLIP, as in PredictINSFromCIF.")
         self.declareProperty(
             FileProperty("ForceConstantsFile", "", action=FileAction.OptionalLoad,
                          extensions=[".yaml", ".conf", "FORCE_SETS", "FORCE_CONSTANTS"]),
             doc="phonopy force constants for Method Physics (as PredictINSFromCIF).")
         self.declareProperty("Model", "", doc="ML model name (Method ML only).")
+        names, default = predict_support.potentials()
+        self.declareProperty(
+            "Potential", default, validator=StringListValidator(names),
+            doc="Universal ML potential for Method uMLIP (as PredictINSFromCIF).")
         self.declareProperty(
             "ScaleMethod", "FitHighQ", validator=StringListValidator(support.SCALE_METHODS),
             doc="FitHighQ: fit the scale (weighted least squares) over FitQRange x "
@@ -119,7 +123,7 @@ class SubtractPredictedPhonons(PythonAlgorithm):
 
     # ------------------------------------------------------------------ execution
     def PyExec(self):
-        from insnet_core import InputError
+        from insnet_core import InsnetError
         from insnet_core.mantid_adapter import spectrum_to_workspace
         from insnet_core.predict import plan, run_request
         from insnet_core.subtraction import subtract_prediction
@@ -157,7 +161,7 @@ class SubtractPredictedPhonons(PythonAlgorithm):
                 scale=float(self.getProperty("ScaleFactor").value),
                 scale_error=float(self.getProperty("ScaleFactorError").value),
                 magnetic_q_range=support.magnetic_range(self) if want_magnetic else None)
-        except InputError as exc:
+        except InsnetError as exc:
             raise ValueError(str(exc)) from None
 
         # 4. report the fit
