@@ -269,7 +269,8 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
                 diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
                 raise InputError(f"{out}: --resume with other {key} than the run's ({diff})")
         saved["settings"] = asdict(settings)
-        if math.isfinite(saved["best"]) and not (out / "best.safetensors").exists():
+        if math.isfinite(saved["best"]) and not (out / "best.safetensors").exists() \
+                and not (out / "weights.safetensors").exists():  # (a finished run's best)
             # the best weights did not travel with the checkpoint (they are large and not
             # always committed): forget that best so the next validated epoch writes them
             log(f"{out / 'best.safetensors'} is missing: the best of epoch "
