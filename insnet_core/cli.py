@@ -160,6 +160,9 @@ def _add_route_options(p, required):
     g.add_argument("--frequency-scale", type=float, default=None,
                    help="multiply all frequencies by this (default: the potential's "
                         "softening correction, docs/umlip.md)")
+    g.add_argument("--max-supercell-atoms", type=int, default=d.max_supercell_atoms,
+                   help=f"largest supercell the potential runs on (default "
+                        f"{d.max_supercell_atoms})")
     g.add_argument("--allow-unconverged", action="store_true",
                    help="go on (with a warning) when the relaxation does not converge")
     g.add_argument("--allow-symmetry-change", action="store_true",
@@ -175,7 +178,8 @@ def _route_settings(args):
     return check_settings(RouteSettings(
         potential=args.potential, relax=args.relax, fmax=args.fmax, max_steps=args.max_steps,
         supercell_length=args.supercell_length, displacement=args.displacement,
-        frequency_scale=args.frequency_scale, allow_unconverged=args.allow_unconverged,
+        frequency_scale=args.frequency_scale, max_supercell_atoms=args.max_supercell_atoms,
+        allow_unconverged=args.allow_unconverged,
         allow_symmetry_change=args.allow_symmetry_change))
 
 

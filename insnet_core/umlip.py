@@ -98,6 +98,8 @@ class RouteSettings:
     frequency_scale : float or None
         Multiplies every phonon frequency (force constants by its square); None takes
         the potential's default (:attr:`Potential.frequency_scale`).
+    max_supercell_atoms : int
+        Largest supercell the potential is run on (memory grows fast with its size).
     allow_unconverged, allow_symmetry_change : bool
         Go on (with a warning in the report) instead of failing.
     """
@@ -109,6 +111,7 @@ class RouteSettings:
     supercell_length: float = 10.0
     displacement: float = 0.01
     frequency_scale: float | None = None
+    max_supercell_atoms: int = 1000
     allow_unconverged: bool = False
     allow_symmetry_change: bool = False
 
@@ -116,6 +119,7 @@ class RouteSettings:
         """The settings that change the force constants (the cache key's part)."""
         out = asdict(self)
         out.pop("allow_unconverged")
+        out.pop("max_supercell_atoms")
         out.pop("allow_symmetry_change")
         return out
 
@@ -153,8 +157,12 @@ def check_settings(settings=None, **changes):
     disp = positive(s.displacement, "displacement (angstrom)", 0.0, 0.1)
     scale = None if s.frequency_scale is None else positive(
         s.frequency_scale, "frequency_scale", 0.5, 2.0)
+    limit = s.max_supercell_atoms
+    if isinstance(limit, bool) or not float(limit).is_integer() or not 1 <= int(limit) <= 20000:
+        raise InputError(f"max_supercell_atoms: {limit} is not a whole number 1..20000")
     return RouteSettings(potential=name, relax=s.relax, fmax=fmax, max_steps=int(steps),
                          supercell_length=length, displacement=disp, frequency_scale=scale,
+                         max_supercell_atoms=int(limit),
                          allow_unconverged=bool(s.allow_unconverged),
                          allow_symmetry_change=bool(s.allow_symmetry_change))
 
@@ -286,6 +294,9 @@ def _evaluate(atoms, what, potential, source):
     """Run the calculator, turning its failures into one clear error."""
     try:
         return what(atoms)
+    except MemoryError:
+        raise UmlipError(f"{source}: the potential {potential} ran out of memory on "
+                         f"{len(atoms)} atoms; use a smaller supercell_length") from None
     except (KeyError, ValueError, IndexError, RuntimeError) as exc:
         raise InputError(f"{source}: the potential {potential} could not compute this "
                          f"structure ({type(exc).__name__}: {str(exc).strip()[:200]})") from None
@@ -374,6 +385,15 @@ def _gamma_report(phonon):
             "imaginary_at_gamma": bool(lowest < -IMAGINARY_TOLERANCE_MEV)}
 
 
+def _check_supercell(dims, n_atoms, settings, source):
+    n_super = int(np.prod(dims)) * int(n_atoms)
+    if n_super > settings.max_supercell_atoms:
+        raise UmlipError(f"{source}: a supercell at least {settings.supercell_length:g} A wide "
+                         f"is {'x'.join(map(str, dims))} cells = {n_super} atoms, more than "
+                         f"max_supercell_atoms ({settings.max_supercell_atoms}); lower "
+                         "supercell_length or raise the limit")
+
+
 def _cache_key(structure, settings, version):
     text = json.dumps({"format": CACHE_FORMAT, "structure": structure.hash(),
                        "potential_version": version, "settings": settings.cache_fields()},
@@ -429,6 +449,9 @@ def run_route(structure, settings=None, cache_dir=None, use_cache=True, progress
         report_progress(1.0, "cached force constants")
         return RouteResult(folder / "phonopy_params.yaml", report, cached=True)
 
+    # the supercell of the input cell must fit before anything slow runs
+    _check_supercell(supercell_for_length(structure.lattice, settings.supercell_length),
+                     structure.n_atoms, settings, source)
     timings = {}
     t0 = time.perf_counter()
     report_progress(0.02, f"loading {settings.potential}")
@@ -454,6 +477,7 @@ def run_route(structure, settings=None, cache_dir=None, use_cache=True, progress
         warnings.simplefilter("ignore")
         phonon = phonopy.Phonopy(unit, supercell_matrix=np.diag(dims), primitive_matrix="auto",
                                  log_level=0)
+    _check_supercell(dims, len(atoms), settings, source)
     phonon.generate_displacements(distance=settings.displacement)
     report["supercell"] = list(dims)
     report["supercell_atoms"] = int(len(phonon.supercell))

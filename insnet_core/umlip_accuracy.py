@@ -104,6 +104,9 @@ def measure_crystal(db, material_id, potential, relax, cache_dir, scale=None):
     except InsnetError as exc:
         row["error"] = str(exc)[:300]
         return row
+    except MemoryError:
+        row["error"] = "out of memory (the study's address-space limit)"
+        return row
     r = route.report
     row.update({
         "seconds": r["timings"]["relax_s"] + r["timings"]["forces_s"]
@@ -253,7 +256,14 @@ def main(argv=None):
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--markdown", default=None, help="write the report here")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--memory-gb", type=float, default=10.0,
+                    help="address-space limit of this process, so that a crystal the "
+                         "potential cannot handle fails alone instead of the machine")
     args = ap.parse_args(argv)
+    if args.memory_gb:
+        import resource
+        limit = int(args.memory_gb * 2 ** 30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     db = Database(args.db)
     if args.report_only:
         rows = _read_rows(args.rows)

@@ -128,6 +128,15 @@ def test_unconverged_relaxation_is_a_clear_error(tmp_path):
         run_route(strained, settings, cache_dir=tmp_path / "cache")
 
 
+def test_too_large_a_supercell_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(umlip, "_calculator", lambda name: pytest.fail("potential loaded"))
+    structure = read_structure(nacl(tmp_path))  # 8 atoms: 2x2x2 for 8 A = 64 atoms
+    with pytest.raises(UmlipError, match=r"2x2x2 cells = 64 atoms, more than "
+                                         r"max_supercell_atoms \(50\)"):
+        run_route(structure, RouteSettings(potential="chgnet", supercell_length=8.0,
+                                           max_supercell_atoms=50), cache_dir=tmp_path)
+
+
 def test_without_the_extra_it_says_how_to_install(monkeypatch, tmp_path):
     def missing(name):
         raise umlip.importlib_metadata.PackageNotFoundError(name)
@@ -145,6 +154,7 @@ def test_without_the_extra_it_says_how_to_install(monkeypatch, tmp_path):
     ({"supercell_length": 0}, "supercell_length"),
     ({"displacement": 0.5}, "displacement"),
     ({"frequency_scale": 3}, "frequency_scale"),
+    ({"max_supercell_atoms": 0}, "max_supercell_atoms"),
 ])
 def test_bad_settings_are_named(changes, words):
     with pytest.raises(InputError, match=words):
