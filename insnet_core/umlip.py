@@ -40,7 +40,7 @@ __all__ = ["POTENTIALS", "DEFAULT_POTENTIAL", "RELAX_MODES", "RouteSettings", "R
 log = logging.getLogger(__name__)
 
 #: Cache layout version (part of every cache key).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -280,14 +280,22 @@ def _to_atoms(structure):
                  scaled_positions=np.array(structure.frac_coords), pbc=True)
 
 
-def _spacegroup(atoms, symprec=1e-3):
+#: Tolerance (angstrom) of FixSymmetry: the relaxation keeps (and imposes) the symmetry
+#: found at this tolerance, so a cell whose sites are rounded off their special positions
+#: is symmetrised to its higher group.
+FIX_SYMPREC = 1e-2
+#: Tolerance (angstrom) of the space groups reported before and after the relaxation.
+REPORT_SYMPREC = 1e-3
+
+
+def _symmetry(atoms):
+    """(space group label, number of symmetry operations of the cell) at REPORT_SYMPREC."""
     import spglib
     cell = (np.array(atoms.cell), atoms.get_scaled_positions(), atoms.numbers)
-    return spglib.get_spacegroup(cell, symprec=symprec) or "P1 (1)"
-
-
-def _sg_number(label):
-    return int(label.split("(")[-1].rstrip(")"))
+    data = spglib.get_symmetry_dataset(cell, symprec=REPORT_SYMPREC)
+    if data is None:
+        return "P1 (1)", 1
+    return f"{data.international} ({data.number})", int(len(data.rotations))
 
 
 def _evaluate(atoms, what, potential, source):
@@ -308,13 +316,13 @@ def _relax(atoms, calc, settings, source, report):
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS
 
-    before = _spacegroup(atoms)
+    before, ops_before = _symmetry(atoms)
     volume0 = atoms.get_volume()
     atoms.calc = calc
     steps, converged = 0, True
     target = atoms
     if settings.relax != "none":
-        atoms.set_constraint(FixSymmetry(atoms, symprec=1e-2))
+        atoms.set_constraint(FixSymmetry(atoms, symprec=FIX_SYMPREC))
         target = FrechetCellFilter(atoms) if settings.relax == "cell" else atoms
         opt = BFGS(target, logfile=None)
         with warnings.catch_warnings():
@@ -326,12 +334,14 @@ def _relax(atoms, calc, settings, source, report):
         atoms.set_constraint()
     forces = _evaluate(target, lambda a: a.get_forces(), settings.potential, source)
     residual = float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0
-    after = _spacegroup(atoms)
+    after, ops_after = _symmetry(atoms)
     report["relaxation"] = {
         "mode": settings.relax, "steps": steps, "converged": converged and (
             settings.relax == "none" or residual <= settings.fmax * (1 + 1e-6)),
         "residual_force": residual, "fmax": settings.fmax, "max_steps": settings.max_steps,
         "spacegroup_before": before, "spacegroup_after": after,
+        "symmetry_operations_before": ops_before, "symmetry_operations_after": ops_after,
+        "symmetry_lost": ops_after < ops_before,
         "volume_change_percent": float(100.0 * (atoms.get_volume() / volume0 - 1.0)),
         "lattice": np.array(atoms.cell).tolist()}
     relax = report["relaxation"]
@@ -343,11 +353,16 @@ def _relax(atoms, calc, settings, source, report):
             raise UmlipError(message + "; raise max_steps or fmax, or allow an unconverged "
                              "relaxation")
         report["warnings"].append(message)
-    if _sg_number(before) != _sg_number(after):
-        message = f"{source}: the space group changed from {before} to {after} on relaxation"
+    if ops_after < ops_before:
+        message = (f"{source}: the relaxation lost symmetry: space group {before} -> {after} "
+                   f"({ops_before} -> {ops_after} operations)")
         if not settings.allow_symmetry_change:
             raise UmlipError(message + " (allow a symmetry change to go on)")
         report["warnings"].append(message)
+    elif before != after:
+        report["warnings"].append(
+            f"{source}: symmetrised from {before} to {after} (sites within "
+            f"{FIX_SYMPREC:g} A of a higher symmetry were moved onto it)")
 
 
 def _forces_on_displacements(phonon, calc, settings, source, progress):
@@ -517,11 +532,10 @@ def _check_cached(report, settings, source):
         raise UmlipError(f"{source}: the cached relaxation with {settings.potential} did not "
                          f"converge (residual force {relax['residual_force']:.3g} eV/A); allow "
                          "an unconverged relaxation or change the settings")
-    if _sg_number(relax["spacegroup_before"]) != _sg_number(relax["spacegroup_after"]) \
-            and not settings.allow_symmetry_change:
-        raise UmlipError(f"{source}: the space group changed from {relax['spacegroup_before']} "
-                         f"to {relax['spacegroup_after']} on relaxation (cached result; allow a "
-                         "symmetry change to go on)")
+    if relax["symmetry_lost"] and not settings.allow_symmetry_change:
+        raise UmlipError(f"{source}: the relaxation lost symmetry: space group "
+                         f"{relax['spacegroup_before']} -> {relax['spacegroup_after']} (cached "
+                         "result; allow a symmetry change to go on)")
 
 
 def simulate_with_potential(structure_path, settings=None, cache_dir=None, use_cache=True,

@@ -112,8 +112,7 @@ def measure_crystal(db, material_id, potential, relax, cache_dir, scale=None):
         "seconds": r["timings"]["relax_s"] + r["timings"]["forces_s"]
         + r["timings"]["force_constants_s"],
         "converged": bool(r["relaxation"]["converged"]),
-        "spacegroup_kept": r["relaxation"]["spacegroup_before"].split("(")[-1]
-        == r["relaxation"]["spacegroup_after"].split("(")[-1],
+        "spacegroup_kept": not r["relaxation"].get("symmetry_lost", False),
         "volume_change_percent": r["relaxation"]["volume_change_percent"],
         "route_unstable": bool(modes.has_imaginary),
         "imaginary_at_gamma": bool(r["imaginary_at_gamma"]),

@@ -71,6 +71,21 @@ def test_relaxation_keeps_the_cubic_space_group(route):
     assert result.report["supercell"] == [2, 2, 2] and result.report["displacements"] == 2
 
 
+def test_sites_rounded_off_special_positions_are_symmetrised_not_refused(tmp_path):
+    # Cl 0.003 A off its site (0.006 A from its mirror image): lower symmetry at 1e-3 A,
+    # Fm-3m within FixSymmetry's 1e-2 A
+    path = tmp_path / "NaCl_rounded.cif"
+    path.write_text(NACL_CIF.format(a=5.64).replace("Cl1 Cl 0.5 0.5 0.5",
+                                                    "Cl1 Cl 0.5005 0.5 0.5"))
+    structure = read_structure(path)
+    result = run_route(structure, FAST, cache_dir=tmp_path / "cache")
+    relax = result.report["relaxation"]
+    assert relax["spacegroup_before"] != "Fm-3m (225)"
+    assert relax["spacegroup_after"] == "Fm-3m (225)"
+    assert not relax["symmetry_lost"]
+    assert any("symmetrised from" in w for w in result.report["warnings"])
+
+
 @pytest.mark.parametrize("name", ["chgnet", "7net-0"])
 def test_forces_on_a_displaced_supercell(name):
     pytest.importorskip({"chgnet": "chgnet", "7net-0": "sevenn"}[name])
