@@ -146,8 +146,8 @@ def _add_route_options(p, required):
                         + (f"(default {DEFAULT_POTENTIAL})" if required else
                            "(the source is then a CIF/POSCAR file)"))
     g.add_argument("--relax", choices=RELAX_MODES, default=d.relax,
-                   help="cell: cell and atoms, space group kept (default); atoms: atoms only, "
-                        "in the input cell; none: the input structure as it is")
+                   help="atoms: atoms only, in the input cell (default); cell: cell and "
+                        "atoms, space group kept; none: the input structure as it is")
     g.add_argument("--fmax", type=float, default=d.fmax,
                    help=f"relaxation converged below this force, eV/A (default {d.fmax:g})")
     g.add_argument("--max-steps", type=int, default=d.max_steps,

@@ -51,25 +51,32 @@ class Potential:
     package: str          # distribution name, for the version and the install message
     module: str           # module imported to check it is installed
     description: str
-    #: Frequency scale applied by default (force constants times scale**2): the correction
-    #: of the potential's systematic softening (see docs/umlip.md); 1.0 = none.
-    frequency_scale: float = 1.0
+    #: Frequency scale applied by default, per relax mode (force constants times scale**2):
+    #: the correction of the potential's systematic softening, fitted on training crystals
+    #: of the database (docs/umlip.md); a mode not listed gets 1.0 (none).
+    frequency_scales: tuple = ()
+
+    def frequency_scale(self, relax):
+        return dict(self.frequency_scales).get(relax, 1.0)
 
 
 #: The potentials the route knows, by the name a user types.
 POTENTIALS = {
     "chgnet": Potential("chgnet", "chgnet", "chgnet",
-                        "CHGNet 0.3.0 (Deng et al. 2023; Materials Project trajectories)"),
+                        "CHGNet 0.3.0 (Deng et al. 2023; Materials Project trajectories)",
+                        frequency_scales=(("atoms", 1.260), ("cell", 1.416))),
     "7net-0": Potential("7net-0", "sevenn", "sevenn",
-                        "SevenNet-0 (Park et al. 2024; MPtrj)"),
+                        "SevenNet-0 (Park et al. 2024; MPtrj)",
+                        frequency_scales=(("atoms", 1.057), ("cell", 1.154))),
 }
 
-#: The potential used when none is named.
+#: The potential used when none is named: the closer to DFT of the two (docs/umlip.md).
 DEFAULT_POTENTIAL = "7net-0"
 
-#: ``cell``: relax cell and atoms (symmetry kept); ``atoms``: atoms only, in the input cell;
-#: ``none``: use the input structure as it is.
-RELAX_MODES = ("cell", "atoms", "none")
+#: ``atoms``: atoms only, in the input cell (default: closer to DFT than relaxing the cell,
+#: which both potentials expand by a few %); ``cell``: cell and atoms (symmetry kept);
+#: ``none``: the input structure as it is.
+RELAX_MODES = ("atoms", "cell", "none")
 
 
 class UmlipError(InsnetError):
@@ -97,7 +104,7 @@ class RouteSettings:
         Finite displacement, angstrom.
     frequency_scale : float or None
         Multiplies every phonon frequency (force constants by its square); None takes
-        the potential's default (:attr:`Potential.frequency_scale`).
+        the potential's default for the relax mode (:meth:`Potential.frequency_scale`).
     max_supercell_atoms : int
         Largest supercell the potential is run on (memory grows fast with its size).
     allow_unconverged, allow_symmetry_change : bool
@@ -105,7 +112,7 @@ class RouteSettings:
     """
 
     potential: str = DEFAULT_POTENTIAL
-    relax: str = "cell"
+    relax: str = "atoms"
     fmax: float = 0.01
     max_steps: int = 300
     supercell_length: float = 10.0
@@ -451,7 +458,7 @@ def run_route(structure, settings=None, cache_dir=None, use_cache=True, progress
     settings = check_settings(settings)
     potential = POTENTIALS[settings.potential]
     version = _require(potential)
-    scale = potential.frequency_scale if settings.frequency_scale is None \
+    scale = potential.frequency_scale(settings.relax) if settings.frequency_scale is None \
         else settings.frequency_scale
     source = structure.source or "structure"
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()

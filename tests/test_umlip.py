@@ -41,7 +41,7 @@ Na1 Na 0 0 0
 Cl1 Cl 0.5 0.5 0.5
 """
 
-FAST = RouteSettings(potential="chgnet", supercell_length=8.0)
+FAST = RouteSettings(potential="chgnet", relax="cell", supercell_length=8.0)
 
 
 def nacl(tmp_path, a=5.64):
@@ -124,15 +124,16 @@ def test_a_cached_result_is_reused(route, monkeypatch):
     assert key != umlip._cache_key(structure, RouteSettings(potential="chgnet",
                                                             displacement=0.02), version)
     assert key == umlip._cache_key(structure, RouteSettings(
-        potential="chgnet", supercell_length=8.0, allow_unconverged=True), version)
+        potential="chgnet", relax="cell", supercell_length=8.0, allow_unconverged=True),
+        version)
 
 
 def test_unconverged_relaxation_is_a_clear_error(tmp_path):
     strained = read_structure(nacl(tmp_path, a=6.4))
-    settings = RouteSettings(potential="chgnet", max_steps=1, supercell_length=4.0)
+    settings = RouteSettings(potential="chgnet", relax="cell", max_steps=1, supercell_length=4.0)
     with pytest.raises(UmlipError, match=r"did not converge in 1 steps .* raise max_steps"):
         run_route(strained, settings, cache_dir=tmp_path / "cache")
-    allowed = run_route(strained, RouteSettings(potential="chgnet", max_steps=1,
+    allowed = run_route(strained, RouteSettings(potential="chgnet", relax="cell", max_steps=1,
                                                 supercell_length=4.0, allow_unconverged=True),
                         cache_dir=tmp_path / "cache")
     assert not allowed.report["relaxation"]["converged"]
@@ -220,12 +221,14 @@ def test_cli_phonons_then_simulate(route, tmp_path, capsys):
     _, cache, _ = route
     path = nacl(tmp_path)
     assert main(["phonons", str(path), "--potential", "chgnet", "--supercell-length", "8",
+                 "--relax", "cell",
                  "--cache-dir", str(cache), "-o", str(tmp_path / "nacl.yaml"), "--quiet"]) == 0
     assert "[cached]" in capsys.readouterr().err
     assert main(["simulate", str(tmp_path / "nacl.yaml"), "-o", str(tmp_path / "a.nxs"),
                  "--quiet"]) == 0
     assert main(["simulate", str(path), "--potential", "chgnet", "--supercell-length", "8",
-                 "--cache-dir", str(cache), "-o", str(tmp_path / "b.nxs"), "--quiet"]) == 0
+                 "--relax", "cell", "--cache-dir", str(cache), "-o", str(tmp_path / "b.nxs"),
+                 "--quiet"]) == 0
     a = load_nexus_processed(tmp_path / "a.nxs")
     b = load_nexus_processed(tmp_path / "b.nxs")
     np.testing.assert_allclose(a.values, b.values, rtol=1e-10)
@@ -236,3 +239,17 @@ def test_cli_phonons_then_simulate(route, tmp_path, capsys):
     assert main(["phonons", str(path), "--potential", "chgnet", "-o",
                  str(tmp_path / "x.txt")]) == 2
     assert ".yaml" in capsys.readouterr().err
+
+
+def test_frequency_scale_multiplies_every_frequency(route):
+    # force constants times s^2: every frequency times s (masses unchanged)
+    from insnet_core.phonons import load_phonopy
+    structure, cache, scaled = route
+    assert scaled.report["frequency_scale"] == pytest.approx(
+        umlip.POTENTIALS["chgnet"].frequency_scale("cell"))
+    plain = run_route(structure, RouteSettings(potential="chgnet", relax="cell",
+                                               supercell_length=8.0, frequency_scale=1.0),
+                      cache_dir=cache)
+    f_scaled = np.sort(umlip.gamma_frequencies(load_phonopy(scaled.params_file)))[3:]
+    f_plain = np.sort(umlip.gamma_frequencies(load_phonopy(plain.params_file)))[3:]
+    np.testing.assert_allclose(f_scaled / f_plain, scaled.report["frequency_scale"], rtol=1e-6)
