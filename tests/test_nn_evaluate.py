@@ -58,3 +58,22 @@ def test_coverage_of_a_gaussian_ensemble_is_calibrated():
     assert c["within_1_sigma"] == pytest.approx(0.683, abs=0.01)
     assert c["within_2_sigma"] == pytest.approx(0.954, abs=0.01)
     assert coverage(mean, sigma / 10, true)["within_1_sigma"] < 0.2   # overconfident
+
+
+def test_sigma_scale_fitted_on_one_split_calibrates_another():
+    from insnet_core.nn.evaluate import coverage, fit_sigma_scale
+    rng = np.random.default_rng(2)
+
+    def split(n):
+        true = np.full((n, 119), 0.5)
+        true[:, 0] = 1.0
+        sigma = np.full_like(true, 0.01)      # the ensemble claims 0.01 ...
+        mean = true + rng.normal(size=true.shape) * 0.03   # ... but errs by 0.03
+        return mean, sigma, true
+    k = fit_sigma_scale(*split(300))
+    assert k == pytest.approx(3.0, rel=0.03)
+    test = split(300)
+    assert coverage(*test)["within_1_sigma"] < 0.35
+    fixed = coverage(*test, scale=k)
+    assert fixed["within_1_sigma"] == pytest.approx(0.683, abs=0.01)
+    assert fixed["within_2_sigma"] == pytest.approx(0.954, abs=0.01)

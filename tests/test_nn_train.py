@@ -153,6 +153,17 @@ def test_ensemble_members_give_errors(tmp_path, ids):
     mid = next(m for m in ids if set(map(str, database().record(m)["species"])) <= set(p.elements))
     res = p.simulate(structure_of(mid), Settings.check("VISION"))
     assert res.total.errors.max() > 0 and np.all(np.isfinite(res.total.errors))
+    # a calibrated card (sigma_scale, written by `insnet evaluate --part validation`)
+    # multiplies the errors, not the values
+    from insnet_core.nn.card import read_card, write_card
+    card = read_card(tmp_path / "ens")
+    card["sigma_scale"] = {"value": 2.5, "fitted_on": "validation"}
+    card.pop("format_version", None)
+    write_card(tmp_path / "ens", card)
+    scaled = Predictor(tmp_path / "ens").simulate(structure_of(mid), Settings.check("VISION"))
+    np.testing.assert_allclose(scaled.total.values, res.total.values, rtol=1e-6)
+    np.testing.assert_allclose(scaled.total.errors, 2.5 * res.total.errors, rtol=1e-5)
+    assert "x 2.5" in scaled.total.metadata["errors"]
     other = tmp_path / "other"
     train(database(), other, ModelConfig(**dict(TINY, mul=3)), TrainSettings(epochs=1),
           ids=ids, log=lambda m: None)

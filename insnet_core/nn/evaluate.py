@@ -146,8 +146,12 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
         if heads["head"]:
             routes[f"{name}:head"] = np.concatenate(heads["head"])
         if heads["head_std"]:
-            calibration[name] = coverage(routes[f"{name}:head"],
-                                         np.concatenate(heads["head_std"]), true)
+            std = np.concatenate(heads["head_std"])
+            calibration[name] = {
+                "raw": coverage(routes[f"{name}:head"], std, true),
+                "with_card_scale": coverage(routes[f"{name}:head"], std, true,
+                                            pred.sigma_scale),
+                "fitted_scale": fit_sigma_scale(routes[f"{name}:head"], std, true)}
         if heads["dos"]:
             groups = np.concatenate(heads["dos"])
             t0 = time.time()
@@ -172,19 +176,35 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
             "routes": metrics, "seconds": seconds, "calibration": calibration}
 
 
-def coverage(mean, std, true):
+def coverage(mean, std, true, scale=1.0):
     """Fraction of bins whose truth lies within 1 and 2 ensemble sigmas of the mean.
 
     Head (a) outputs are max-normalised per member; ``mean`` and ``std`` are over the
-    members, ``true`` the max-normalised targets, all (n, bins). A calibrated ensemble
-    gives about 0.68 and 0.95. Bins where every member and the truth are zero are left out.
+    members, ``true`` the max-normalised targets, all (n, bins). ``scale`` multiplies the
+    sigmas (a calibration, see :func:`fit_sigma_scale`). A calibrated ensemble gives about
+    0.68 and 0.95. Bins where every member and the truth are zero are left out.
+    """
+    t = _max_norm(true)
+    live = (std > 0) | (np.abs(mean - t) > 0)
+    dev = np.abs(mean - t)[live]
+    sig = scale * std[live]
+    return {"within_1_sigma": float(np.mean(dev <= sig)),
+            "within_2_sigma": float(np.mean(dev <= 2 * sig)), "bins": int(live.sum()),
+            "sigma_scale": float(scale)}
+
+
+def fit_sigma_scale(mean, std, true, level=0.6827):
+    """The factor k that puts a fraction ``level`` of the live bins within k sigma.
+
+    Same bins as :func:`coverage` (bins with a zero sigma but a nonzero error stay
+    outside for every k, so they count against the level).
     """
     t = _max_norm(true)
     live = (std > 0) | (np.abs(mean - t) > 0)
     dev = np.abs(mean - t)[live]
     sig = std[live]
-    return {"within_1_sigma": float(np.mean(dev <= sig)),
-            "within_2_sigma": float(np.mean(dev <= 2 * sig)), "bins": int(live.sum())}
+    ratio = np.where(sig > 0, dev / np.where(sig > 0, sig, 1.0), np.inf)
+    return float(np.quantile(ratio, level))
 
 
 def summarise(result):
@@ -251,8 +271,20 @@ def update_cards(result, model_folders):
         mine = {k.split(":", 1)[1]: v for k, v in summary.items() if k.startswith(name + ":")}
         others = {k: v["all"] for k, v in summary.items()
                   if ":" in k and not k.startswith(name + ":")}
-        if name in result.get("calibration", {}):
-            card["calibration"] = result["calibration"][name]
+        cal = result.get("calibration", {}).get(name)
+        if result["part"] != "test":
+            # another split calibrates the ensemble's sigma; only the test split measures
+            if cal is None:
+                continue
+            card["sigma_scale"] = {"value": cal["fitted_scale"], "fitted_on": result["part"],
+                                   "level": 0.6827, "raw_coverage": cal["raw"]}
+            card.pop("format_version", None)
+            write_card(folder, card)
+            done.append(folder)
+            continue
+        if cal is not None:
+            card["calibration"] = {"part": result["part"], "raw": cal["raw"],
+                                   "calibrated": cal["with_card_scale"]}
         card["test_metrics"] = {"part": result["part"], "split_seed": result["split_seed"],
                                 "crystals": len(result["ids"]), "routes": mine,
                                 "baselines": baselines, "other_models_all": others,

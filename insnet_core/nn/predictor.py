@@ -58,6 +58,10 @@ class Predictor:
         self.elements = list(self.card["elements"])
         self.ranges = self.card.get("training_ranges", {})
         self.name = self.card.get("name", self.folder.name)
+        #: Multiplies the ensemble's standard deviation so that it covers the truth as a
+        #: 1-sigma band should (fitted on the validation split by ``insnet evaluate``)
+        self.sigma_scale = float(self.card.get("sigma_scale", {}).get("value", 1.0)) \
+            if isinstance(self.card.get("sigma_scale"), dict) else 1.0
         if threads:
             torch.set_num_threads(int(threads))
         self._raw_cache = OrderedDict()
@@ -173,7 +177,8 @@ class Predictor:
 
         def combine(spectra):
             vals = np.stack([s.values for s in spectra])
-            err = vals.std(axis=0, ddof=1) if len(spectra) > 1 else np.zeros_like(vals[0])
+            err = (self.sigma_scale * vals.std(axis=0, ddof=1) if len(spectra) > 1
+                   else np.zeros_like(vals[0]))
             return replace(spectra[0], values=vals.mean(axis=0), errors=err,
                            metadata=dict(spectra[0].metadata))
 
@@ -190,8 +195,10 @@ class Predictor:
             used = "head"
         meta = {"prediction_method": "ML", "model": self.name,
                 "model_members": len(self.models), "vision_route": used,
-                "errors": "ensemble standard deviation per bin" if len(self.models) > 1
-                else "none (single model)"}
+                "errors": (f"ensemble standard deviation per bin x {self.sigma_scale:.3g} "
+                           "(calibrated on the validation split)" if self.sigma_scale != 1.0
+                           else "ensemble standard deviation per bin")
+                if len(self.models) > 1 else "none (single model)"}
         if entry["warnings"]:
             meta["warnings"] = " | ".join(entry["warnings"])
         for spec in [total] + list(by_element.values()) + list(by_order.values()):
@@ -213,8 +220,8 @@ class Predictor:
 
         head_edges = (10.0 + 10.0 * np.arange(self.config.n_vision + 1)) * MEV_PER_CM1
         shape = entry["vision"].mean(axis=0)
-        err = (entry["vision"].std(axis=0, ddof=1) if entry["vision"].shape[0] > 1
-               else np.zeros_like(shape))
+        err = (self.sigma_scale * entry["vision"].std(axis=0, ddof=1)
+               if entry["vision"].shape[0] > 1 else np.zeros_like(shape))
         head = Spectrum(energy_edges=head_edges, values=shape, errors=err)
         head = head.rebin(energy_edges=partial_total.energy_edges)
         rows = list(partial_total.labels or [])
