@@ -151,7 +151,8 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
                 "raw": coverage(routes[f"{name}:head"], std, true),
                 "with_card_scale": coverage(routes[f"{name}:head"], std, true,
                                             pred.sigma_scale),
-                "fitted_scale": fit_sigma_scale(routes[f"{name}:head"], std, true)}
+                "fitted_scale": fit_sigma_scale(routes[f"{name}:head"], std, true),
+                "zero_sigma_fraction": zero_sigma_fraction(routes[f"{name}:head"], std, true)}
         if heads["dos"]:
             groups = np.concatenate(heads["dos"])
             t0 = time.time()
@@ -194,17 +195,23 @@ def coverage(mean, std, true, scale=1.0):
 
 
 def fit_sigma_scale(mean, std, true, level=0.6827):
-    """The factor k that puts a fraction ``level`` of the live bins within k sigma.
+    """The factor k that puts a fraction ``level`` of the bins with a sigma within k sigma.
 
-    Same bins as :func:`coverage` (bins with a zero sigma but a nonzero error stay
-    outside for every k, so they count against the level).
+    Bins where the members agree exactly (sigma 0, e.g. all predict 0) cannot be widened
+    by any factor; they are left out of the fit and counted by
+    :func:`zero_sigma_fraction` (and still count in :func:`coverage`).
     """
     t = _max_norm(true)
+    sig = std[std > 0]
+    dev = np.abs(mean - t)[std > 0]
+    return float(np.quantile(dev / sig, level)) if sig.size else 1.0
+
+
+def zero_sigma_fraction(mean, std, true):
+    """Fraction of the live bins (see :func:`coverage`) whose sigma is 0 but error is not."""
+    t = _max_norm(true)
     live = (std > 0) | (np.abs(mean - t) > 0)
-    dev = np.abs(mean - t)[live]
-    sig = std[live]
-    ratio = np.where(sig > 0, dev / np.where(sig > 0, sig, 1.0), np.inf)
-    return float(np.quantile(ratio, level))
+    return float(np.mean((std[live] == 0)))
 
 
 def summarise(result):
@@ -277,7 +284,8 @@ def update_cards(result, model_folders):
             if cal is None:
                 continue
             card["sigma_scale"] = {"value": cal["fitted_scale"], "fitted_on": result["part"],
-                                   "level": 0.6827, "raw_coverage": cal["raw"]}
+                                   "level": 0.6827, "raw_coverage": cal["raw"],
+                                   "zero_sigma_fraction": cal["zero_sigma_fraction"]}
             card.pop("format_version", None)
             write_card(folder, card)
             done.append(folder)

@@ -60,8 +60,9 @@ class Predictor:
         self.name = self.card.get("name", self.folder.name)
         #: Multiplies the ensemble's standard deviation so that it covers the truth as a
         #: 1-sigma band should (fitted on the validation split by ``insnet evaluate``)
-        self.sigma_scale = float(self.card.get("sigma_scale", {}).get("value", 1.0)) \
-            if isinstance(self.card.get("sigma_scale"), dict) else 1.0
+        scale = self.card.get("sigma_scale")
+        scale = float(scale.get("value", 1.0)) if isinstance(scale, dict) else 1.0
+        self.sigma_scale = scale if np.isfinite(scale) and scale > 0 else 1.0
         if threads:
             torch.set_num_threads(int(threads))
         self._raw_cache = OrderedDict()
