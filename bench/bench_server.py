@@ -181,7 +181,9 @@ def main(argv=None):
         proc.terminate()
         proc.wait(timeout=30)
 
-    print(f"\nBa3ZnRu2O9 (24 atoms), VISION + SEQUOIA Ei=160 meV 5 K map; cores: "
+    from insnet_core.structure import read_structure
+    n_atoms = read_structure(CIF).n_atoms
+    print(f"\nBa3ZnRu2O9 ({n_atoms} atoms), VISION + SEQUOIA Ei=160 meV 5 K map; cores: "
           f"{os.cpu_count()}; median of {args.repeats}\n")
     print("| path | new crystal (s) | ratio | repeat (s) | ratio |")
     print("|---|---:|---:|---:|---:|")
