@@ -352,31 +352,14 @@ def test_force_constants_with_the_default_method_mean_physics(files):
     assert chosen_method(alg) == "ML"
 
 
-NACL_CIF = """data_NaCl
-_cell_length_a 5.64
-_cell_length_b 5.64
-_cell_length_c 5.64
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_symmetry_space_group_name_H-M 'F m -3 m'
-_symmetry_Int_Tables_number 225
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-Na1 Na 0 0 0
-Cl1 Cl 0.5 0.5 0.5
-"""
 
 
 def test_umlip_method_computes_force_constants(predict_ins, tmp_path, monkeypatch):
+    from structures import NACL_CIF
     pytest.importorskip("chgnet")
     monkeypatch.setenv("INSNET_CACHE_DIR", str(tmp_path / "cache"))
     cif = tmp_path / "NaCl.cif"
-    cif.write_text(NACL_CIF)
+    cif.write_text(NACL_CIF.format(a=5.64))
     ws = predict_ins(InputFile=str(cif), Method="uMLIP", Potential="chgnet",
                      Instrument="VISION", OutputWorkspace="out")
     assert _log(ws, "prediction_method") == "uMLIP"
