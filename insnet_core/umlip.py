@@ -407,6 +407,25 @@ def _gamma_report(phonon):
             "imaginary_at_gamma": bool(lowest < -IMAGINARY_TOLERANCE_MEV)}
 
 
+def default_frequency_scale(potential, settings, structure):
+    """(scale, note): the scale the route applies, and why not the potential's, if so.
+
+    An explicit ``settings.frequency_scale`` is used as given. Otherwise the potential's
+    fitted scale for the relax mode applies, except to structures with hydrogen: the scales
+    were fitted on crystals without it, and on hydrogen-containing test crystals they moved
+    the H modes away from DFT (docs/umlip.md), so those get 1.0 and a note.
+    """
+    if settings.frequency_scale is not None:
+        return float(settings.frequency_scale), ""
+    scale = potential.frequency_scale(settings.relax)
+    if scale != 1.0 and "H" in structure.species:
+        return 1.0, (f"{structure.source or 'structure'}: the default frequency scale of "
+                     f"{potential.name} ({scale:g}) is not applied to a structure with "
+                     "hydrogen (fitted on crystals without it); set frequency_scale to apply "
+                     "one")
+    return scale, ""
+
+
 def _check_supercell(dims, n_atoms, settings, source):
     n_super = int(np.prod(dims)) * int(n_atoms)
     if n_super > settings.max_supercell_atoms:
@@ -458,8 +477,7 @@ def run_route(structure, settings=None, cache_dir=None, use_cache=True, progress
     settings = check_settings(settings)
     potential = POTENTIALS[settings.potential]
     version = _require(potential)
-    scale = potential.frequency_scale(settings.relax) if settings.frequency_scale is None \
-        else settings.frequency_scale
+    scale, scale_note = default_frequency_scale(potential, settings, structure)
     source = structure.source or "structure"
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _cache_key(structure, replace(settings, frequency_scale=scale), version)
@@ -482,7 +500,8 @@ def run_route(structure, settings=None, cache_dir=None, use_cache=True, progress
     report = {"insnet_version": __version__, "potential": settings.potential,
               "potential_version": version, "potential_description": potential.description,
               "structure_hash": structure.hash(), "source": str(structure.source),
-              "settings": asdict(settings), "frequency_scale": scale, "warnings": []}
+              "settings": asdict(settings), "frequency_scale": scale,
+              "warnings": [scale_note] if scale_note else []}
 
     t = time.perf_counter()
     report_progress(0.05, f"relaxing ({settings.relax})")
