@@ -528,18 +528,17 @@ def run_request(request, progress=None):
     report = progress or (lambda fraction, message: None)
     if request.method == "ML":
         return _run_ml(request, report)
-    route = None
-    source = request.force_constants
-    if request.method == "uMLIP":
+    route, source, engine_start = None, request.force_constants, 0.0
+    if request.method == "uMLIP":  # force constants first (0-80 %), then the engine
         from insnet_core.umlip import RouteSettings, run_route
         route = run_route(request.structure, RouteSettings(potential=request.potential),
                           progress=lambda f, m: report(0.8 * f, m))
-        source = route.params_file
-        report = (lambda r: lambda f, m: r(0.8 + 0.2 * f, m))(report)
+        source, engine_start = route.params_file, 0.8
     s = request.settings
     result = simulate(source, instrument=s.instrument,
                       temperature=s.temperature, orders=s.orders, energy_edges=s.energy_edges,
-                      q_edges=s.q_edges, include_elastic=s.include_elastic, progress=report)
+                      q_edges=s.q_edges, include_elastic=s.include_elastic,
+                      progress=lambda f, m: report(engine_start + (1 - engine_start) * f, m))
     # The engine integrates over the requested bins; this only guarantees that the
     # output edges are the requested arrays, value for value.
     if not (np.array_equal(result.total.energy_edges, s.energy_edges)
@@ -556,9 +555,7 @@ def run_request(request, progress=None):
         extra.update(route.metadata())
         extra.update(model=f"uMLIP {request.potential}", model_version=(
             f"insnet {__version__} physics engine on {request.potential} "
-            f"{route.report['potential_version']} force constants"),
-            imaginary_at_gamma=int(route.report["imaginary_at_gamma"]),
-            gamma_lowest_optical_meV=route.report["gamma_lowest_optical_meV"])
+            f"{route.report['potential_version']} force constants"))
         if route.report["warnings"]:
             extra["warnings"] = " | ".join(route.report["warnings"])
     ei = getattr(s.instrument, "ei", None)

@@ -278,6 +278,8 @@ class RouteResult:
                 "frequency_scale": r["frequency_scale"],
                 "supercell": " ".join(map(str, r["supercell"])),
                 "force_constants_file": str(self.params_file),
+                "imaginary_at_gamma": int(r["imaginary_at_gamma"]),
+                "gamma_lowest_optical_meV": r["gamma_lowest_optical_meV"],
                 "route_warnings": "; ".join(r["warnings"])}
 
 
@@ -607,8 +609,6 @@ def simulate_with_potential(structure_path, settings=None, cache_dir=None, use_c
                       **simulate_kwargs)
     extra = route.metadata()
     extra["source"] = str(structure_path)
-    extra["imaginary_at_gamma"] = int(route.report["imaginary_at_gamma"])
-    extra["gamma_lowest_optical_meV"] = route.report["gamma_lowest_optical_meV"]
     for spectrum in [result.total, *result.by_element.values(), *result.by_order.values()]:
         spectrum.metadata.update(extra)
     return result, route

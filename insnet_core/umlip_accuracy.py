@@ -63,15 +63,16 @@ def _vision_from_phonon(phonon, config, scale=1.0):
     from insnet_core.incoherent import build_ingredients
     from insnet_core.phonons import run_mesh
     from insnet_core.simulate import Settings, simulate_ingredients
-    if scale != 1.0:
-        phonon.force_constants = phonon.force_constants * scale ** 2
-    modes = run_mesh(phonon, spacing=config.mesh_spacing)
+    original = phonon.force_constants
+    phonon.force_constants = original * scale ** 2
+    try:
+        modes = run_mesh(phonon, spacing=config.mesh_spacing)
+    finally:
+        phonon.force_constants = original  # the caller's phonon is left as it was
     ing = build_ingredients(modes, grouping=config.grouping, bin_width=config.bin_width,
                             temperature=config.temperature)
     vision = simulate_ingredients(ing, Settings.check(
         "VISION", orders=config.orders, temperature=config.temperature)).total
-    if scale != 1.0:
-        phonon.force_constants = phonon.force_constants / scale ** 2
     return np.asarray(vision.values, dtype=float), ing, modes
 
 
