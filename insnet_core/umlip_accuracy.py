@@ -44,9 +44,13 @@ def mean_energy(ing):
     return float((w * centres).sum() / max(w.sum(), 1e-300))
 
 
-def choose_crystals(db, part, n, max_atoms, seed=7):
-    """``n`` ids of a database part with at most ``max_atoms`` atoms, seeded, sorted."""
-    ids = [m for m in db.split(part) if int(db.record(m)["n_atoms"]) <= max_atoms]
+def choose_crystals(db, part, n, max_atoms, seed=7, hydrogen=None):
+    """``n`` ids of a database part with at most ``max_atoms`` atoms, seeded, sorted.
+
+    ``hydrogen``: None for any crystal, True for hydrogen-containing crystals only.
+    """
+    ids = [m for m in db.split(part) if int(db.record(m)["n_atoms"]) <= max_atoms
+           and (hydrogen is None or bool(db.record(m)["contains_h"]) == hydrogen)]
     order = np.random.default_rng(seed).permutation(len(ids))  # nested: n + 1 adds one
     return sorted(ids[i] for i in order[:n])
 
@@ -198,23 +202,41 @@ def _read_rows(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+#: Study parts: (part name, database split part, hydrogen filter, the part whose rows fit
+#: the scales applied to it). The hydrogen parts are sampled among H-containing crystals
+#: only and get their own scale, fitted on H-containing training crystals.
+PARTS = {"train": ("train", None, None), "test": ("test", None, "train"),
+         "train-h": ("train", True, None), "test-h": ("test", True, "train-h")}
+
+
 def run_study(db, rows_path, potentials, relax_modes, n_train, n_test, max_atoms, cache_dir,
-              log=print):
-    """Training crystals first (fit the scales), then test crystals (scaled and not)."""
+              log=print, n_train_h=0, n_test_h=0, max_atoms_h=16):
+    """Training crystals first (fit the scales), then test crystals (scaled and not).
+
+    ``n_train_h`` / ``n_test_h``: as many hydrogen-containing crystals (cells of at most
+    ``max_atoms_h`` atoms) measured apart, with a scale fitted on the H-containing ones.
+    """
     rows_path = Path(rows_path)
     rows_path.parent.mkdir(parents=True, exist_ok=True)
     done = {(r["part"], r["material_id"], r["potential"], r["relax"])
             for r in _read_rows(rows_path)}
-    plan = [("train", m) for m in choose_crystals(db, "train", n_train, max_atoms)]
-    plan += [("test", m) for m in choose_crystals(db, "test", n_test, max_atoms)]
+    plan = []
+    for part, n, limit in (("train", n_train, max_atoms), ("test", n_test, max_atoms),
+                           ("train-h", n_train_h, max_atoms_h),
+                           ("test-h", n_test_h, max_atoms_h)):
+        split_part, hydrogen, _ = PARTS[part]
+        if n:
+            plan += [(part, m) for m in choose_crystals(db, split_part, n, limit,
+                                                        hydrogen=hydrogen)]
     for part, mid in plan:
         for potential in potentials:
             for relax in relax_modes:
                 if (part, mid, potential, relax) in done:
                     continue
                 scale = None
-                if part == "test":
-                    train_rows = [r for r in _read_rows(rows_path) if r["part"] == "train"]
+                fit_part = PARTS[part][2]
+                if fit_part:
+                    train_rows = [r for r in _read_rows(rows_path) if r["part"] == fit_part]
                     scale = fit_scales(train_rows).get(f"{potential}/{relax}")
                 row = measure_crystal(db, mid, potential, relax, cache_dir, scale=scale)
                 row["part"] = part
@@ -227,18 +249,30 @@ def run_study(db, rows_path, potentials, relax_modes, n_train, n_test, max_atoms
     return _read_rows(rows_path)
 
 
-def report(rows, max_atoms):
-    """Markdown: scales fitted on the training crystals, table on the test crystals."""
-    train = [r for r in rows if r["part"] == "train"]
-    test = [r for r in rows if r["part"] == "test"]
-    scales = fit_scales(train)
-    text = [f"Training crystals (scale fit): {len({r['material_id'] for r in train})}; test "
-            f"crystals: {len({r['material_id'] for r in test})}; cells of at most {max_atoms} "
-            "atoms (primitive), sampled with a fixed seed.", "",
-            "Frequency scales fitted on the training crystals (DFT / route mean phonon "
-            "energy, geometric mean): " + ", ".join(f"{k} {v:.3f}" for k, v in
-                                                    sorted(scales.items())), "",
-            markdown_table(summarise(test))]
+def report(rows, max_atoms, max_atoms_h=16):
+    """Markdown: scales fitted on the training crystals, table on the test crystals.
+
+    A second section covers the hydrogen parts when the rows have them.
+    """
+    text = []
+    for train_part, test_part, limit, what in (
+            ("train", "test", max_atoms, "sampled with a fixed seed"),
+            ("train-h", "test-h", max_atoms_h,
+             "sampled with a fixed seed among crystals that contain hydrogen")):
+        train = [r for r in rows if r["part"] == train_part]
+        test = [r for r in rows if r["part"] == test_part]
+        if not test:
+            continue
+        scales = fit_scales(train)
+        if text:
+            text += ["", "Hydrogen-containing crystals, measured apart:", ""]
+        text += [f"Training crystals (scale fit): {len({r['material_id'] for r in train})}; "
+                 f"test crystals: {len({r['material_id'] for r in test})}; cells of at most "
+                 f"{limit} atoms (primitive), {what}.", "",
+                 "Frequency scales fitted on those training crystals (DFT / route mean phonon "
+                 "energy, geometric mean): " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                         sorted(scales.items())), "",
+                 markdown_table(summarise(test))]
     return "\n".join(text)
 
 
@@ -252,6 +286,11 @@ def main(argv=None):
     ap.add_argument("--train", type=int, default=12)
     ap.add_argument("--test", type=int, default=24)
     ap.add_argument("--max-atoms", type=int, default=8)
+    ap.add_argument("--train-h", type=int, default=0,
+                    help="hydrogen-containing training crystals (their own scale fit)")
+    ap.add_argument("--test-h", type=int, default=0,
+                    help="hydrogen-containing test crystals, scored apart")
+    ap.add_argument("--max-atoms-h", type=int, default=16)
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--markdown", default=None, help="write the report here")
     ap.add_argument("--report-only", action="store_true")
@@ -269,8 +308,9 @@ def main(argv=None):
     else:
         rows = run_study(db, args.rows, args.potentials.split(","), args.relax.split(","),
                          args.train, args.test, args.max_atoms, args.cache_dir,
-                         log=lambda m: print(m, flush=True))
-    text = report(rows, args.max_atoms)
+                         log=lambda m: print(m, flush=True), n_train_h=args.train_h,
+                         n_test_h=args.test_h, max_atoms_h=args.max_atoms_h)
+    text = report(rows, args.max_atoms, args.max_atoms_h)
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")

@@ -61,19 +61,48 @@ def test_coverage_of_a_gaussian_ensemble_is_calibrated():
 
 
 def test_sigma_scale_fitted_on_one_split_calibrates_another():
-    from insnet_core.nn.evaluate import coverage, fit_sigma_scale
+    from insnet_core.nn.evaluate import coverage, fit_sigma_model
     rng = np.random.default_rng(2)
 
     def split(n):
         true = np.full((n, 119), 0.5)
         true[:, 0] = 1.0
-        sigma = np.full_like(true, 0.01)      # the ensemble claims 0.01 ...
-        mean = true + rng.normal(size=true.shape) * 0.03   # ... but errs by 0.03
+        sigma = rng.uniform(0.005, 0.02, size=true.shape)  # the ensemble claims sigma ...
+        mean = true + rng.normal(size=true.shape) * 3 * sigma   # ... but errs by 3 sigma
         return mean, sigma, true
-    k = fit_sigma_scale(*split(300))
-    assert k == pytest.approx(3.0, rel=0.03)
+    k, b = fit_sigma_model(*split(300))
+    assert k == pytest.approx(3.0, rel=0.05)
+    assert b < 0.01          # the spread alone calibrates: a floor small against 3 sigma ~ 0.04
     test = split(300)
     assert coverage(*test)["within_1_sigma"] < 0.35
-    fixed = coverage(*test, scale=k)
-    assert fixed["within_1_sigma"] == pytest.approx(0.683, abs=0.01)
-    assert fixed["within_2_sigma"] == pytest.approx(0.954, abs=0.01)
+    fixed = coverage(*test, scale=k, floor=b)
+    assert fixed["within_1_sigma"] == pytest.approx(0.683, abs=0.015)
+    assert fixed["within_2_sigma"] == pytest.approx(0.954, abs=0.015)
+
+
+def test_a_floor_covers_the_bins_where_every_member_agrees():
+    """Members that agree exactly (sigma 0) where they all miss: only a floor covers them."""
+    from insnet_core.nn.evaluate import calibrated_sigma, coverage, fit_sigma_model
+    rng = np.random.default_rng(3)
+
+    def split(n):
+        true = np.full((n, 119), 0.5)
+        true[:, 0] = 1.0
+        sigma = np.full_like(true, 0.02)
+        sigma[:, 60:] = 0.0                                  # all members agree here ...
+        err = rng.normal(size=true.shape) * 0.02
+        err[:, 60:] = rng.normal(size=(n, 59)) * 0.05       # ... and all miss
+        return true + err, sigma, true
+    val = split(300)
+    k, b = fit_sigma_model(*val)
+    assert b > 0.01
+    test = split(300)
+    scale_only = coverage(*test, scale=k)
+    assert scale_only["within_1_sigma"] < 0.55               # half the bins cannot be covered
+    fixed = coverage(*test, scale=k, floor=b)
+    # one floor for two kinds of bins is a compromise, but close to both levels
+    assert fixed["within_1_sigma"] == pytest.approx(0.683, abs=0.05)
+    assert fixed["within_2_sigma"] == pytest.approx(0.954, abs=0.04)
+    # the floor is relative to the spectrum's maximum
+    sig = calibrated_sigma(np.zeros((2, 3)), np.array([[1, 2, 4], [0, 1, 0.5]]), 2.0, 0.1)
+    assert np.allclose(sig, [[0.4] * 3, [0.1] * 3])

@@ -31,7 +31,7 @@ import numpy as np
 from insnet_core.nn.data import DOS_WIDTH, build_graph_set, rebin_dos
 
 __all__ = ["spectrum_metrics", "evaluate", "summarise", "markdown_table", "coverage",
-           "update_cards", "CLASSES"]
+           "calibrated_sigma", "fit_sigma_model", "update_cards", "CLASSES"]
 
 CLASSES = ("all", "contains_h", "above_150meV", "over_50_atoms", "unstable", "stable")
 
@@ -150,9 +150,11 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
             calibration[name] = {
                 "raw": coverage(routes[f"{name}:head"], std, true),
                 "with_card_scale": coverage(routes[f"{name}:head"], std, true,
-                                            pred.sigma_scale),
-                "fitted_scale": fit_sigma_scale(routes[f"{name}:head"], std, true),
+                                            pred.sigma_scale, pred.sigma_floor),
+                "fitted_model": fit_sigma_model(routes[f"{name}:head"], std, true),
                 "zero_sigma_fraction": zero_sigma_fraction(routes[f"{name}:head"], std, true)}
+            calibration[name]["with_fitted_model"] = coverage(
+                routes[f"{name}:head"], std, true, *calibration[name]["fitted_model"])
         if heads["dos"]:
             groups = np.concatenate(heads["dos"])
             t0 = time.time()
@@ -177,34 +179,77 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
             "routes": metrics, "seconds": seconds, "calibration": calibration}
 
 
-def coverage(mean, std, true, scale=1.0):
+def calibrated_sigma(std, values, scale=1.0, floor=0.0):
+    """The calibrated per-bin error: ``sqrt((scale * std)**2 + (floor * max(values))**2)``.
+
+    ``std`` is the ensemble's spread, ``values`` the spectrum it belongs to (the same
+    shape; the maximum is taken over the last axis, the energy bins). ``floor`` is an
+    error the members share and so do not show (for instance all of them predicting
+    zero where the truth is not), as a fraction of the spectrum's maximum.
+    """
+    std = np.asarray(std, dtype=float)
+    if not floor:
+        return scale * std
+    peak = np.nanmax(np.abs(np.asarray(values, dtype=float)), axis=-1, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    return np.sqrt((scale * std) ** 2 + (floor * peak) ** 2)
+
+
+def _live(mean, std, t):
+    """Bins that count for calibration: some spread, or a prediction that misses."""
+    return (std > 0) | (np.abs(mean - t) > 0)
+
+
+def coverage(mean, std, true, scale=1.0, floor=0.0):
     """Fraction of bins whose truth lies within 1 and 2 ensemble sigmas of the mean.
 
     Head (a) outputs are max-normalised per member; ``mean`` and ``std`` are over the
-    members, ``true`` the max-normalised targets, all (n, bins). ``scale`` multiplies the
-    sigmas (a calibration, see :func:`fit_sigma_scale`). A calibrated ensemble gives about
-    0.68 and 0.95. Bins where every member and the truth are zero are left out.
+    members, ``true`` the max-normalised targets, all (n, bins). ``scale`` and ``floor``
+    calibrate the sigmas (:func:`calibrated_sigma`, fitted by :func:`fit_sigma_model`).
+    A calibrated ensemble gives about 0.68 and 0.95. Bins where every member and the truth
+    are zero are left out.
     """
     t = _max_norm(true)
-    live = (std > 0) | (np.abs(mean - t) > 0)
+    live = _live(mean, std, t)
     dev = np.abs(mean - t)[live]
-    sig = scale * std[live]
+    sig = calibrated_sigma(std, mean, scale, floor)[live]
     return {"within_1_sigma": float(np.mean(dev <= sig)),
             "within_2_sigma": float(np.mean(dev <= 2 * sig)), "bins": int(live.sum()),
-            "sigma_scale": float(scale)}
+            "sigma_scale": float(scale), "sigma_floor": float(floor)}
 
 
-def fit_sigma_scale(mean, std, true, level=0.6827):
-    """The factor k that puts a fraction ``level`` of the bins with a sigma within k sigma.
+def fit_sigma_model(mean, std, true, levels=(0.6827, 0.9545)):
+    """Scale k and floor b of :func:`calibrated_sigma` that calibrate 1 and 2 sigma.
 
-    Bins where the members agree exactly (sigma 0, e.g. all predict 0) cannot be widened
-    by any factor; they are left out of the fit and counted by
-    :func:`zero_sigma_fraction` (and still count in :func:`coverage`).
+    A grid search over (k, b) for the pair whose coverage at 1 and 2 sigma is closest
+    (sum of squared differences) to ``levels``; b = 0 is on the grid, so an ensemble
+    whose spread alone can be calibrated keeps a zero floor.
+
+    Returns
+    -------
+    (float, float)
+        k, b.
     """
     t = _max_norm(true)
-    sig = std[std > 0]
-    dev = np.abs(mean - t)[std > 0]
-    return float(np.quantile(dev / sig, level)) if sig.size else 1.0
+    live = _live(mean, std, t)
+    dev = np.abs(mean - t)[live]
+    peak = np.broadcast_to(np.abs(mean).max(axis=-1, keepdims=True), mean.shape)[live]
+    sig = std[live]
+    if not dev.size:
+        return 1.0, 0.0
+    best, best_cost = (1.0, 0.0), np.inf
+    # a subsample keeps the search fast on a whole split (tens of thousands of bins)
+    if dev.size > 40000:
+        pick = np.random.default_rng(0).choice(dev.size, 40000, replace=False)
+        dev, peak, sig = dev[pick], peak[pick], sig[pick]
+    for b in np.concatenate([[0.0], np.geomspace(1e-4, 0.3, 61)]):
+        for k in np.geomspace(0.05, 20.0, 131):
+            s1 = np.sqrt((k * sig) ** 2 + (b * peak) ** 2)
+            c1, c2 = np.mean(dev <= s1), np.mean(dev <= 2 * s1)
+            cost = (c1 - levels[0]) ** 2 + (c2 - levels[1]) ** 2
+            if cost < best_cost - 1e-6:  # ties keep the smaller floor (b ascends)
+                best, best_cost = (float(k), float(b)), cost
+    return best
 
 
 def zero_sigma_fraction(mean, std, true):
@@ -283,8 +328,13 @@ def update_cards(result, model_folders):
             # another split calibrates the ensemble's sigma; only the test split measures
             if cal is None:
                 continue
-            card["sigma_scale"] = {"value": cal["fitted_scale"], "fitted_on": result["part"],
-                                   "level": 0.6827, "raw_coverage": cal["raw"],
+            k, b = cal["fitted_model"]
+            card["sigma_scale"] = {"value": k, "floor": b, "fitted_on": result["part"],
+                                   "levels": [0.6827, 0.9545],
+                                   "model": "sqrt((value * ensemble std)^2 + (floor * "
+                                            "spectrum maximum)^2)",
+                                   "raw_coverage": cal["raw"],
+                                   "coverage_on_fit_part": cal["with_fitted_model"],
                                    "zero_sigma_fraction": cal["zero_sigma_fraction"]}
             card.pop("format_version", None)
             write_card(folder, card)

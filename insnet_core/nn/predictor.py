@@ -60,9 +60,13 @@ class Predictor:
         self.name = self.card.get("name", self.folder.name)
         #: Multiplies the ensemble's standard deviation so that it covers the truth as a
         #: 1-sigma band should (fitted on the validation split by ``insnet evaluate``)
-        scale = self.card.get("sigma_scale")
-        scale = float(scale.get("value", 1.0)) if isinstance(scale, dict) else 1.0
+        #: and an error floor, a fraction of the spectrum's maximum, for what all members
+        #: miss together (see evaluate.calibrated_sigma)
+        cal = self.card.get("sigma_scale")
+        cal = cal if isinstance(cal, dict) else {}
+        scale, floor = float(cal.get("value", 1.0)), float(cal.get("floor", 0.0))
         self.sigma_scale = scale if np.isfinite(scale) and scale > 0 else 1.0
+        self.sigma_floor = floor if np.isfinite(floor) and floor > 0 else 0.0
         if threads:
             torch.set_num_threads(int(threads))
         self._raw_cache = OrderedDict()
@@ -100,8 +104,11 @@ class Predictor:
         return out
 
     # ------------------------------------------------------------ raw outputs
-    def raw(self, structures, max_atoms=MAX_ATOMS):
+    def raw(self, structures, max_atoms=MAX_ATOMS, cache=True):
         """Head outputs of every member for a list of structures.
+
+        A single structure's outputs are remembered (``RAW_CACHE_SIZE`` of them) unless
+        ``cache`` is False (benchmarks time the network, not the cache).
 
         Returns
         -------
@@ -109,7 +116,7 @@ class Predictor:
             Per structure: ``vision`` (n_members, 119) or None, ``dos``
             (n_members, n_el, 3, bins) or None, ``elements`` (list), ``warnings``.
         """
-        if len(structures) == 1:
+        if len(structures) == 1 and cache:
             key = (structures[0].hash(), str(structures[0].source), max_atoms)
             with self._raw_lock:
                 if key in self._raw_cache:
@@ -178,9 +185,10 @@ class Predictor:
 
         def combine(spectra):
             vals = np.stack([s.values for s in spectra])
-            err = (self.sigma_scale * vals.std(axis=0, ddof=1) if len(spectra) > 1
+            mean = vals.mean(axis=0)
+            err = (self._sigma(vals.std(axis=0, ddof=1), mean) if len(spectra) > 1
                    else np.zeros_like(vals[0]))
-            return replace(spectra[0], values=vals.mean(axis=0), errors=err,
+            return replace(spectra[0], values=mean, errors=err,
                            metadata=dict(spectra[0].metadata))
 
         total = combine([r.total for r in runs])
@@ -196,10 +204,8 @@ class Predictor:
             used = "head"
         meta = {"prediction_method": "ML", "model": self.name,
                 "model_members": len(self.models), "vision_route": used,
-                "errors": (f"ensemble standard deviation per bin x {self.sigma_scale:.3g} "
-                           "(calibrated on the validation split)" if self.sigma_scale != 1.0
-                           else "ensemble standard deviation per bin")
-                if len(self.models) > 1 else "none (single model)"}
+                "errors": self._errors_note() if len(self.models) > 1
+                else "none (single model)"}
         if entry["warnings"]:
             meta["warnings"] = " | ".join(entry["warnings"])
         for spec in [total] + list(by_element.values()) + list(by_order.values()):
@@ -207,6 +213,20 @@ class Predictor:
         return SimulationResult(total=total, by_element=by_element, by_order=by_order,
                                 stability={"has_imaginary": False, "min_energy_meV": 0.0,
                                            "imaginary_fraction": 0.0})
+
+    def _sigma(self, std, mean):
+        """Calibrated errors of an ensemble spread (any leading shape, bins last)."""
+        from insnet_core.nn.evaluate import calibrated_sigma
+        return calibrated_sigma(std, mean, self.sigma_scale, self.sigma_floor)
+
+    def _errors_note(self):
+        if self.sigma_scale == 1.0 and self.sigma_floor == 0.0:
+            return "ensemble standard deviation per bin"
+        note = f"ensemble standard deviation per bin x {self.sigma_scale:.3g}"
+        if self.sigma_floor:
+            note += (f", in quadrature with {self.sigma_floor:.3g} x the spectrum maximum "
+                     "(the error the members share)")
+        return note + " (calibrated on the validation split)"
 
     def _head_vision(self, entry, partial_total):
         """Head (a)'s VISION shape on the partials route's bins and absolute scale.
@@ -221,7 +241,7 @@ class Predictor:
 
         head_edges = (10.0 + 10.0 * np.arange(self.config.n_vision + 1)) * MEV_PER_CM1
         shape = entry["vision"].mean(axis=0)
-        err = (self.sigma_scale * entry["vision"].std(axis=0, ddof=1)
+        err = (self._sigma(entry["vision"].std(axis=0, ddof=1), shape)
                if entry["vision"].shape[0] > 1 else np.zeros_like(shape))
         head = Spectrum(energy_edges=head_edges, values=shape, errors=err)
         head = head.rebin(energy_edges=partial_total.energy_edges)
