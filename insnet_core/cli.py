@@ -263,6 +263,12 @@ def _add_predict_parser(sub):
     pr.add_argument("--vision-route", choices=("partials", "head"), default=None,
                     help="VISION from the engine on the predicted partial DOS, or from the "
                          "network's VISION head (default: the model card's choice)")
+    pr.add_argument("--workers", type=int, default=0,
+                    help="batches: dask worker processes (default 0: in this process)")
+    pr.add_argument("--scheduler", default=None,
+                    help="batches: address of a running dask scheduler (overrides --workers)")
+    pr.add_argument("--chunk-size", type=int, default=16,
+                    help="batches: structures per network batch / dask task")
     _add_spectrum_options(pr)
 
 
@@ -462,25 +468,11 @@ def run_predict(args):
         output, plot = _check_outputs(args)
         jobs = [(files[0], output, plot)]
     settings, energy_edges, q_edges, display_unit = _spectrum_request(args)
-    iterator = jobs
-    if batch and not args.quiet:
-        from tqdm import tqdm
-        iterator = tqdm(jobs, desc="insnet predict", unit="crystal", file=sys.stderr,
-                        disable=None)
-    failures = 0
-    for structure_file, output, plot in iterator:
-        try:
-            result = predict(structure_file, method="ML", model=args.model,
-                             instrument=args.instrument, temperature=args.temperature,
-                             energy_edges=energy_edges, q_edges=q_edges,
-                             display_energy_unit=display_unit, orders=args.orders,
-                             vision_route=args.vision_route, **settings)
-        except InsnetError as exc:
-            if not batch:
-                raise
-            failures += 1
-            print(f"insnet: error: {structure_file}: {exc}", file=sys.stderr)
-            continue
+    options = dict(method="ML", model=args.model, instrument=args.instrument,
+                   temperature=args.temperature, energy_edges=energy_edges, q_edges=q_edges,
+                   display_energy_unit=display_unit, orders=args.orders, **settings)
+
+    def finish(result, output, plot):
         if args.match is not None:
             result = _onto_edges(result, energy_edges, q_edges, display_unit, args.match)
         for w in str(result.total.metadata.get("warnings", "")).split(" | "):
@@ -488,6 +480,35 @@ def run_predict(args):
                 print(f"insnet: warning: {w}", file=sys.stderr)
         for path in _write_outputs(result, output, plot, args.contributions):
             print(f"wrote {path}")
+
+    if not batch:
+        structure_file, output, plot = jobs[0]
+        finish(predict(structure_file, vision_route=args.vision_route, **options), output,
+               plot)
+        return 0
+    from insnet_core.batch import predict_batch
+    targets = {str(f): (o, p) for f, o, p in jobs}
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=len(jobs), desc="insnet predict", unit="crystal", file=sys.stderr,
+                   disable=None)
+    failures = 0
+    try:
+        for chunk in predict_batch([f for f, _, _ in jobs], options, args.vision_route,
+                                   workers=args.workers, scheduler=args.scheduler,
+                                   chunk_size=args.chunk_size):
+            for structure_file, result, error in chunk:
+                if error is not None:
+                    failures += 1
+                    print(f"insnet: error: {structure_file}: {error}", file=sys.stderr)
+                else:
+                    finish(result, *targets[structure_file])
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
     if failures:
         print(f"insnet: {failures} of {len(jobs)} structures failed", file=sys.stderr)
         return 2 if failures == len(jobs) else 1

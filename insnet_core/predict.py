@@ -522,12 +522,16 @@ def _annotate(result, extra, display_energy_unit):
     return result
 
 
-def run_request(request, progress=None):
-    """Compute a checked :class:`PredictionRequest`; returns a SimulationResult."""
+def run_request(request, progress=None, raw_entry=None):
+    """Compute a checked :class:`PredictionRequest`; returns a SimulationResult.
+
+    ``raw_entry`` (Method 'ML'): the network's outputs for this structure when they were
+    computed already, in a batch (:meth:`~insnet_core.nn.predictor.Predictor.raw`).
+    """
     from insnet_core.simulate import simulate
     report = progress or (lambda fraction, message: None)
     if request.method == "ML":
-        return _run_ml(request, report)
+        return _run_ml(request, report, raw_entry)
     route, source, engine_start = None, request.force_constants, 0.0
     if request.method == "uMLIP":  # force constants first (0-80 %), then the engine
         from insnet_core.umlip import RouteSettings, run_route
@@ -564,13 +568,14 @@ def run_request(request, progress=None):
     return _annotate(result, extra, request.display_energy_unit)
 
 
-def _run_ml(request, report):
+def _run_ml(request, report, raw=None):
     """Method 'ML': the model's per-element DOS through the engine (errors: ensemble σ)."""
     s = request.settings
     report(0.05, "loading model")
     predictor = load_predictor(request.model)
     report(0.2, "network")
-    raw = predictor.raw([request.structure])[0]
+    if raw is None:
+        raw = predictor.raw([request.structure])[0]
     report(0.4, "engine")
     result = predictor.simulate(request.structure, s, raw, vision_route=request.vision_route)
     if not (np.array_equal(result.total.energy_edges, s.energy_edges)

@@ -3,42 +3,6 @@ import numpy as np
 import pytest
 
 from insnet_core import InputError
-from insnet_core.nn.model import ModelConfig
-from insnet_core.nn.train import TrainSettings, train
-from nn_helpers import database, small_ids
-
-TINY = dict(em_dim=8, mul=4, radial_neurons=8, out_dim=8)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    ids = small_ids(60, max_atoms=4)
-    train(database(), out, ModelConfig(**TINY), TrainSettings(epochs=1, batch_size=8, seed=1),
-          ids=ids, log=lambda m: None)
-    return out
-
-
-def _poscar(path, material_id):
-    rec = database().record(material_id)
-    species = [str(s) for s in rec["species"]]
-    order = sorted(set(species), key=species.index)
-    lines = [material_id, "1.0"] + [" ".join(f"{x:.10f}" for x in row) for row in rec["lattice"]]
-    lines += [" ".join(order), " ".join(str(species.count(e)) for e in order), "Direct"]
-    for e in order:
-        lines += [" ".join(f"{x:.10f}" for x in f) for s, f in zip(species, rec["frac_coords"])
-                  if s == e]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def known(tmp_path_factory, tiny_model):
-    import json
-    elements = set(json.loads((tiny_model / "card.json").read_text())["elements"])
-    mid = next(m for m in small_ids(60, max_atoms=4)
-               if set(map(str, database().record(m)["species"])) <= elements)
-    return _poscar(tmp_path_factory.mktemp("cells") / "POSCAR-known", mid)
 
 
 def test_ml_vision_with_ensemble_free_errors_and_provenance(tiny_model, known):

@@ -21,6 +21,7 @@ from pathlib import Path
 from insnet_core import InputError, __version__
 from insnet_core.dataset.record import BuildConfig, compute_record, failure_record
 from insnet_core.dataset.store import ShardStore
+from insnet_core.parallel import SerialExecutor, close_client, make_client
 
 __all__ = ["read_index", "build", "package_versions", "iter_shard_files"]
 
@@ -127,30 +128,6 @@ def _check_build_json(out, config, source, resume):
         os.replace(tmp, meta_path)
 
 
-class _SerialExecutor:
-    """In-process stand-in for a dask client (workers=0): same interface subset."""
-
-    def submit(self, func, *args, **kwargs):
-        kwargs.pop("pure", None)
-        kwargs.pop("key", None)
-        return func(*args, **kwargs)
-
-
-def _make_client(workers, scheduler):
-    if scheduler:
-        from dask.distributed import Client
-        return Client(scheduler), None
-    if workers == 0:
-        return _SerialExecutor(), None
-    # one BLAS thread per worker process so workers don't oversubscribe the cores
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    from dask.distributed import Client, LocalCluster
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", silence_logs=40)
-    return Client(cluster), cluster
-
-
 def build(source, out, workers=2, scheduler=None, limit=None, only=None, resume=False,
           config=BuildConfig(), consolidate_every=50, progress=True, log=None):
     """Build (or resume) the database.
@@ -204,7 +181,7 @@ def build(source, out, workers=2, scheduler=None, limit=None, only=None, resume=
         for shard in shards:
             store.consolidate(shard, {**attrs, "shard_of": shard})
         return counts
-    client, cluster = _make_client(workers, scheduler)
+    client, cluster = make_client(workers, scheduler)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -220,10 +197,7 @@ def build(source, out, workers=2, scheduler=None, limit=None, only=None, resume=
     finally:
         if bar is not None:
             bar.close()
-        if not isinstance(client, _SerialExecutor):
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        close_client(client, cluster)
     return counts
 
 
@@ -235,7 +209,7 @@ def _run_shard(client, store, source, shard, ids, rows, config, attrs, in_flight
     shard_path = Path(source) / f"{shard}.tar.xz"
     since = 0
     pending = []
-    serial = isinstance(client, _SerialExecutor)
+    serial = isinstance(client, SerialExecutor)
 
     def accept(record):
         nonlocal since
