@@ -29,15 +29,16 @@ setup(
         "coherent": ["euphonic>=1.3,<3"],
         # the e3nn predictor (training, loading, prediction); torch is capped so that
         # the CPU wheel the package index offers is the one chosen
+        # (onnx: to export the autoencoders; running them needs onnxruntime only)
         "ml": ["torch>=2.1,<2.14", "e3nn>=0.5,<0.7", "vesin>=0.3", "safetensors>=0.4",
-               "onnxruntime>=1.16"],
+               "onnxruntime>=1.16", "onnx>=1.15"],
         # the uMLIP route (insnet phonons, simulate --potential): weights ship in the wheels
         "umlip": ["chgnet>=0.4,<0.5", "sevenn>=0.11,<0.14", "ase>=3.23"],
         # `insnet serve`: the prediction web page and its HTTP API
         "server": ["fastapi>=0.110", "uvicorn>=0.27", "python-multipart>=0.0.9",
                    "plotly>=5"],
         "test": ["pytest>=7", "euphonic>=1.3,<3", "torch>=2.1,<2.14", "e3nn>=0.5,<0.7",
-                 "vesin>=0.3", "safetensors>=0.4", "onnxruntime>=1.16",
+                 "vesin>=0.3", "safetensors>=0.4", "onnxruntime>=1.16", "onnx>=1.15",
                  "fastapi>=0.110", "uvicorn>=0.27", "python-multipart>=0.0.9", "plotly>=5",
                  "httpx>=0.25", "playwright>=1.40",
                  "chgnet>=0.4,<0.5", "sevenn>=0.11,<0.14", "ase>=3.23"],

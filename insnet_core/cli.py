@@ -55,6 +55,7 @@ def build_parser():
     _add_ensemble_parser(sub)
     _add_serve_parser(sub)
     _add_phonons_parser(sub)
+    _add_maps_parser(sub)
 
     ds = sub.add_parser("dataset", help="the INS training database built from phonondb")
     dsub = ds.add_subparsers(dest="dataset_command", required=True)
@@ -792,6 +793,94 @@ def run_subtract(args):
     return 0
 
 
+def _add_maps_parser(sub):
+    mp = sub.add_parser("maps", help="the 2D route's data and autoencoders (S(|Q|,E) maps)")
+    msub = mp.add_subparsers(dest="maps_command", required=True)
+    b = msub.add_parser("build", help="regenerate every database map into a cache (resumable)")
+    b.add_argument("--db", required=True, help="database folder")
+    b.add_argument("--out", required=True, help="cache folder (about 1.7 GB for 9,534 maps)")
+    b.add_argument("--limit", type=int, default=None, help="only the first N crystals")
+    b.add_argument("--max-minutes", type=float, default=None,
+                   help="stop (resumably) after this long")
+    pca = msub.add_parser("pca", help="fit the PCA baseline on the training maps")
+    pca.add_argument("--cache", required=True, help="map cache folder")
+    pca.add_argument("--out", required=True, help="output .npz")
+    pca.add_argument("--components", type=int, default=50)
+    pca.add_argument("--max-maps", type=int, default=4000,
+                     help="fit on at most this many training maps (seeded subsample)")
+    t = msub.add_parser("train", help="train an autoencoder on the training maps")
+    t.add_argument("--cache", required=True, help="map cache folder")
+    t.add_argument("--out", required=True, help="run / model folder")
+    t.add_argument("--kind", choices=("conv", "dense"), default="conv")
+    t.add_argument("--channels", default=None, help="conv stages, e.g. 8,16,32,48,48")
+    for flag, typ, default, text in (
+            ("--epochs", int, 60, "most epochs"), ("--batch-size", int, 16, "maps per batch"),
+            ("--lr", float, 1e-3, "Adam learning rate"), ("--seed", int, 0, "seed"),
+            ("--patience", int, 8, "early stopping patience (epochs)"),
+            ("--max-hours", float, None, "stop (resumably) after this long"),
+            ("--threads", int, None, "torch threads"),
+            ("--max-maps", int, None, "train on at most this many maps (seeded subsample)")):
+        t.add_argument(flag, type=typ, default=default, help=text)
+    t.add_argument("--resume", action="store_true")
+
+
+def run_maps(args):
+    import numpy as np
+
+    from insnet_core.nn.mapdata import MapCache, build_map_cache
+    if args.maps_command == "build":
+        from insnet_core.dataset.reader import Database
+        db = Database(args.db)
+        ids = db.ids()[:args.limit] if args.limit else None
+        cache = build_map_cache(db, args.out, ids=ids, log=lambda m: print(m, flush=True),
+                                limit_seconds=60 * args.max_minutes if args.max_minutes else None)
+        print(f"{int(cache.done.sum())} of {len(cache.ids)} maps in {args.out}")
+        return 0
+    cache = MapCache(args.cache)
+
+    def subsample(ids, n, seed=0):
+        if n and len(ids) > n:
+            keep = np.sort(np.random.default_rng(seed).choice(len(ids), n, replace=False))
+            ids = [ids[i] for i in keep]
+        return ids
+    if args.maps_command == "pca":
+        from insnet_core.nn.mapdata import PCABaseline
+        ids = subsample(cache.part("train"), args.max_maps)
+        pca = PCABaseline.fit(cache.get(ids), n=args.components)
+        pca.save(args.out)
+        print(f"PCA-{args.components} fitted on {len(ids)} training maps -> {args.out} "
+              f"({pca.nbytes / 1e6:.1f} MB)")
+        return 0
+    if args.maps_command == "train":
+        from insnet_core.nn.autoencoder import AEConfig, AETrainSettings, train_autoencoder
+        cfg = {"kind": args.kind}
+        if args.channels:
+            cfg["channels"] = tuple(int(c) for c in args.channels.split(","))
+        train_ids = subsample(cache.part("train"), args.max_maps, args.seed)
+        val_ids = cache.part("validation")
+        info = {"database_sha256": cache.meta["database_sha256"],
+                "split": {"train": len(train_ids), "validation": len(val_ids),
+                          "rule": "insnet_core.nn.mapdata.ae_part (94/5/1 of the crystals "
+                                  "outside the predictor's test part)"}}
+        card = train_autoencoder(
+            cache.get(train_ids).astype(np.float16), cache.get(val_ids), args.out,
+            AEConfig(**cfg), AETrainSettings(epochs=args.epochs, batch_size=args.batch_size,
+                                             lr=args.lr, seed=args.seed, patience=args.patience,
+                                             max_hours=args.max_hours, threads=args.threads),
+            resume=args.resume, log=lambda m: print(m, flush=True), info=info)
+        if card is not None:
+            from insnet_core.nn.autoencoder import load_autoencoder
+            from insnet_core.nn.onnx_export import OPSET, export_autoencoder
+            model, card = load_autoencoder(args.out)
+            export_autoencoder(model, args.out)
+            from insnet_core.nn.autoencoder import write_ae_card
+            write_ae_card(args.out, dict(card, onnx={"opset": OPSET, "encoder": "encoder.onnx",
+                                                     "decoder": "decoder.onnx"}))
+            print(f"wrote {args.out} (best epoch {card['training']['best_epoch']})")
+        return 0
+    return 2
+
+
 def main(argv=None):
     """Entry point of the ``insnet`` command; returns the exit status."""
     parser = build_parser()
@@ -816,6 +905,8 @@ def main(argv=None):
             return run_serve(args)
         if args.command == "phonons":
             return run_phonons(args)
+        if args.command == "maps":
+            return run_maps(args)
     except InsnetError as exc:
         print(f"insnet: error: {exc}", file=sys.stderr)
         return 2
