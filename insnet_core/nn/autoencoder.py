@@ -91,12 +91,14 @@ class ConvAE(torch.nn.Module):
         dec = []
         rev = ch[::-1]
         prev = rev[0]
-        for i, b in enumerate(rev[1:]):
+        # mirror of the encoder up to half size; the full-size map comes from one
+        # convolution after the last upsampling (the 300 x 300 stage is the costly one)
+        for i, b in enumerate(rev[1:-1]):
             size = self.sizes[-2 - i]
-            width = b if i < len(rev) - 2 else prev  # the full-size stage keeps its width
             dec += [torch.nn.Upsample(size=(size, size), mode="bilinear", align_corners=False),
-                    torch.nn.Conv2d(prev, width, 3, padding=1), torch.nn.SiLU()]
-            prev = width
+                    torch.nn.Conv2d(prev, b, 3, padding=1), torch.nn.SiLU()]
+            prev = b
+        dec.append(torch.nn.Upsample(size=MAP_SHAPE, mode="bilinear", align_corners=False))
         self.decoder_convs = torch.nn.Sequential(*dec)
         self.out = torch.nn.Conv2d(prev, 1, 3, padding=1)
         self.top = ch[-1]
