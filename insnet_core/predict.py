@@ -532,17 +532,19 @@ def run_request(request, progress=None, raw_entry=None):
     report = progress or (lambda fraction, message: None)
     if request.method == "ML":
         return _run_ml(request, report, raw_entry)
-    route, source, engine_start = None, request.force_constants, 0.0
-    if request.method == "uMLIP":  # force constants first (0-80 %), then the engine
-        from insnet_core.umlip import RouteSettings, run_route
-        route = run_route(request.structure, RouteSettings(potential=request.potential),
-                          progress=lambda f, m: report(0.8 * f, m))
-        source, engine_start = route.params_file, 0.8
     s = request.settings
-    result = simulate(source, instrument=s.instrument,
-                      temperature=s.temperature, orders=s.orders, energy_edges=s.energy_edges,
-                      q_edges=s.q_edges, include_elastic=s.include_elastic,
-                      progress=lambda f, m: report(engine_start + (1 - engine_start) * f, m))
+    engine = dict(instrument=s.instrument, temperature=s.temperature, orders=s.orders,
+                  energy_edges=s.energy_edges, q_edges=s.q_edges,
+                  include_elastic=s.include_elastic)
+    route, source = None, request.force_constants
+    if request.method == "uMLIP":  # force constants first (0-80 %), then the engine
+        from insnet_core.umlip import RouteSettings, simulate_structure
+        result, route = simulate_structure(
+            request.structure, RouteSettings(potential=request.potential), progress=report,
+            **engine)
+        source = route.params_file
+    else:
+        result = simulate(source, progress=report, **engine)
     # The engine integrates over the requested bins; this only guarantees that the
     # output edges are the requested arrays, value for value.
     if not (np.array_equal(result.total.energy_edges, s.energy_edges)
@@ -556,7 +558,7 @@ def run_request(request, progress=None, raw_entry=None):
              "force_constants": str(source),
              "temperature_K": float(s.temperature)}
     if route is not None:
-        extra.update(route.metadata())
+        extra.update(route.metadata())  # (method uMLIP, potential, relaxation...) over physics
         extra.update(model=f"uMLIP {request.potential}", model_version=(
             f"insnet {__version__} physics engine on {request.potential} "
             f"{route.report['potential_version']} force constants"))

@@ -35,7 +35,8 @@ from insnet_core import InputError, InsnetError, __version__
 
 __all__ = ["POTENTIALS", "DEFAULT_POTENTIAL", "RELAX_MODES", "RouteSettings", "RouteResult",
            "UmlipError", "run_route", "supercell_for_length", "check_settings",
-           "default_cache_dir", "load_calculator"]
+           "default_cache_dir", "load_calculator", "simulate_with_potential",
+           "simulate_structure"]
 
 log = logging.getLogger(__name__)
 
@@ -589,7 +590,7 @@ def simulate_with_potential(structure_path, settings=None, cache_dir=None, use_c
         Every spectrum's metadata carries :meth:`RouteResult.metadata` and the imaginary
         modes at Gamma.
     """
-    from insnet_core.simulate import Settings, simulate
+    from insnet_core.simulate import Settings
     from insnet_core.structure import DEFAULT_MAX_ATOMS, read_structure
 
     report = progress or (lambda fraction, message: None)
@@ -603,12 +604,30 @@ def simulate_with_potential(structure_path, settings=None, cache_dir=None, use_c
                    **instrument_settings)
     settings = check_settings(settings)
     structure = read_structure(structure_path, max_atoms=max_atoms or DEFAULT_MAX_ATOMS)
-    route = run_route(structure, settings, cache_dir=cache_dir, use_cache=use_cache,
-                      progress=lambda f, m: report(0.8 * f, m))
+    result, route = simulate_structure(structure, settings, cache_dir=cache_dir,
+                                       use_cache=use_cache, progress=report, **simulate_kwargs)
+    for spectrum in [result.total, *result.by_element.values(), *result.by_order.values()]:
+        spectrum.metadata["source"] = str(structure_path)
+    return result, route
+
+
+def simulate_structure(structure, settings=None, cache_dir=None, use_cache=True, progress=None,
+                       **simulate_kwargs):
+    """Route then engine for a checked Structure: (SimulationResult, RouteResult).
+
+    The one place both callers (:func:`simulate_with_potential` for the CLI,
+    :func:`insnet_core.predict.run_request` for ``predict`` and the Mantid algorithms) go
+    through. ``progress``: the route takes 0-80 %, the engine the rest. Every spectrum's
+    metadata carries :meth:`RouteResult.metadata`.
+    """
+    from insnet_core.simulate import simulate
+
+    report = progress or (lambda fraction, message: None)
+    route = run_route(structure, check_settings(settings), cache_dir=cache_dir,
+                      use_cache=use_cache, progress=lambda f, m: report(0.8 * f, m))
     result = simulate(route.params_file, progress=lambda f, m: report(0.8 + 0.2 * f, m),
                       **simulate_kwargs)
     extra = route.metadata()
-    extra["source"] = str(structure_path)
     for spectrum in [result.total, *result.by_element.values(), *result.by_order.values()]:
         spectrum.metadata.update(extra)
     return result, route
