@@ -822,6 +822,45 @@ def _add_maps_parser(sub):
             ("--max-maps", int, None, "train on at most this many maps (seeded subsample)")):
         t.add_argument(flag, type=typ, default=default, help=text)
     t.add_argument("--resume", action="store_true")
+    ev = msub.add_parser("evaluate", help="reconstruction error of autoencoders and PCA on "
+                                          "held-out maps (one table)")
+    ev.add_argument("--cache", required=True, help="map cache folder")
+    ev.add_argument("--models", nargs="*", default=[], help="autoencoder folders (ONNX halves)")
+    ev.add_argument("--pca", nargs="*", default=[], help="PCA .npz files")
+    ev.add_argument("--part", default="test", choices=("test", "validation", "predictor-test"))
+    ev.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    ev.add_argument("--json", default=None)
+    ev.add_argument("--markdown", default=None)
+
+
+def _run_maps_evaluate(args, cache):
+    import json as _json
+
+    from insnet_core.nn.mapdata import (PCABaseline, reconstruction_markdown,
+                                        reconstruction_table)
+    coders = {}
+    for path in args.pca:
+        pca = PCABaseline.load(path)
+        coders[f"PCA-{len(pca.components)} ({Path(path).name})"] = (
+            pca.project, pca.decode, pca.nbytes, pca.components.size + pca.mean.size)
+    for folder in args.models:
+        from insnet_core.nn.autoencoder import read_ae_card
+        from insnet_core.nn.onnx_export import OnnxHalf
+        card = read_ae_card(folder)
+        enc = OnnxHalf(Path(folder) / "encoder.onnx", args.threads)
+        dec = OnnxHalf(Path(folder) / "decoder.onnx", args.threads)
+        size = sum((Path(folder) / f).stat().st_size for f in ("encoder.onnx", "decoder.onnx"))
+        coders[f"{card['name']} ({card['model']['kind']} AE, ONNX)"] = (enc, dec, size,
+                                                                         card["parameters"])
+    ids = cache.part(args.part)
+    rows = reconstruction_table(cache.get(ids), coders, log=lambda m: print(m, flush=True))
+    text = reconstruction_markdown(rows)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    if args.json:
+        Path(args.json).write_text(_json.dumps({"part": args.part, "ids": ids, "rows": rows}))
+    return 0
 
 
 def run_maps(args):
@@ -843,6 +882,8 @@ def run_maps(args):
             keep = np.sort(np.random.default_rng(seed).choice(len(ids), n, replace=False))
             ids = [ids[i] for i in keep]
         return ids
+    if args.maps_command == "evaluate":
+        return _run_maps_evaluate(args, cache)
     if args.maps_command == "pca":
         from insnet_core.nn.mapdata import PCABaseline
         ids = subsample(cache.part("train"), args.max_maps)

@@ -75,3 +75,43 @@ def test_pca_reconstructs_maps_made_of_few_components(tmp_path):
     few = mapdata.PCABaseline.fit(maps, n=1, chunk=16)
     worse = mapdata.unbrighten(few.decode(few.encode(maps)))
     assert np.abs(worse - maps).max() > 1e-2          # fewer components than the data needs
+
+
+def test_reconstruction_table_scores_coders_on_the_same_maps():
+    rng = np.random.default_rng(5)
+    basis = rng.random((2, 300, 300)).astype(np.float32)
+    maps = mapdata.unbrighten(np.einsum("nk,kqe->nqe", rng.uniform(0.2, 0.4, (10, 2)), basis))
+    maps = mapdata.max_normalise(maps)
+    pca = mapdata.PCABaseline.fit(maps, n=2, chunk=4)
+    rows = mapdata.reconstruction_table(maps, {
+        "pca": (pca.project, pca.decode, pca.nbytes, 2),
+        "zeros": (lambda x: np.zeros((len(x), 1)), lambda c: np.zeros((len(c), 300, 300)), 1, 0),
+    }, log=lambda m: None)
+    assert rows[0]["mse"]["median"] < 1e-4 and rows[0]["cosine"]["median"] > 0.999
+    assert rows[1]["mse"]["median"] > 0.05 and rows[1]["cosine"]["median"] == 0.0
+    text = mapdata.reconstruction_markdown(rows)
+    assert text.count("\n") == 3 and "| pca | 10 |" in text
+
+
+def test_cli_maps_build_pca_train_evaluate(tmp_path, capsys):
+    import json
+    from insnet_core.cli import main
+    from nn_helpers import DB_ROOT
+    cache = tmp_path / "maps"
+    assert main(["maps", "build", "--db", str(DB_ROOT), "--out", str(cache), "--limit", "60"]) == 0
+    assert main(["maps", "pca", "--cache", str(cache), "--out", str(tmp_path / "pca.npz"),
+                 "--components", "3"]) == 0
+    assert main(["maps", "train", "--cache", str(cache), "--out", str(tmp_path / "ae"),
+                 "--channels", "2,4,4,4,4", "--max-maps", "8", "--epochs", "1",
+                 "--threads", "1"]) == 0
+    card = json.loads((tmp_path / "ae" / "card.json").read_text())
+    assert card["onnx"]["opset"] == 17 and (tmp_path / "ae" / "decoder.onnx").is_file()
+    assert card["split"]["train"] == 8
+    capsys.readouterr()
+    assert main(["maps", "evaluate", "--cache", str(cache), "--pca", str(tmp_path / "pca.npz"),
+                 "--models", str(tmp_path / "ae"), "--part", "validation", "--threads", "1",
+                 "--json", str(tmp_path / "rec.json")]) == 0
+    out = capsys.readouterr().out
+    assert "PCA-3" in out and "conv AE, ONNX" in out
+    rows = json.loads((tmp_path / "rec.json").read_text())["rows"]
+    assert len(rows) == 2 and all(0 <= r["mse"]["median"] < 1 for r in rows)

@@ -30,7 +30,8 @@ import numpy as np
 from insnet_core import InputError
 
 __all__ = ["MAP_SHAPE", "AE_FRACTIONS", "ae_part", "ae_split", "brighten", "unbrighten",
-           "max_normalise", "map_metrics", "MapCache", "build_map_cache", "PCABaseline"]
+           "max_normalise", "map_metrics", "MapCache", "build_map_cache", "PCABaseline",
+           "reconstruction_table", "reconstruction_markdown"]
 
 #: (|Q| rows, energy columns) of a database map.
 MAP_SHAPE = (300, 300)
@@ -256,7 +257,12 @@ class PCABaseline:
         return cls(mean, vt[:n])
 
     def encode(self, maps):
-        x = brighten(np.asarray(maps, dtype=np.float32)).reshape(len(maps), -1)
+        """Scores (n, components) of max-normalised maps (brightened here)."""
+        return self.project(brighten(np.asarray(maps, dtype=np.float32)))
+
+    def project(self, brightened):
+        """Scores of maps already brightened (as the autoencoders' encoders take them)."""
+        x = np.asarray(brightened, dtype=np.float32).reshape(len(brightened), -1)
         return (x - self.mean) @ self.components.T
 
     def decode(self, scores):
@@ -274,3 +280,49 @@ class PCABaseline:
     @property
     def nbytes(self):
         return int(self.mean.nbytes + self.components.nbytes)
+
+
+def reconstruction_table(maps, coders, log=print):
+    """Reconstruction error of each coder on the same max-normalised maps.
+
+    Parameters
+    ----------
+    maps : ndarray (n, 300, 300)
+    coders : dict name -> (encode, decode, bytes, parameters)
+        ``encode`` / ``decode`` map brightened maps <-> codes in batches (numpy).
+
+    Returns
+    -------
+    list of dict
+        name, n, MSE and cosine median / quartiles (max-normalised, not brightened),
+        bytes, parameters, decode seconds per map (batches of 32).
+    """
+    rows = []
+    for name, (encode, decode, nbytes, params) in coders.items():
+        out = np.empty_like(maps, dtype=np.float32)
+        t_dec = 0.0
+        for s in range(0, len(maps), 32):
+            codes = encode(brighten(maps[s:s + 32]))
+            t = time.perf_counter()
+            out[s:s + 32] = unbrighten(decode(codes))
+            t_dec += time.perf_counter() - t
+        m = map_metrics(out, maps)
+        row = {"name": name, "n": int(len(maps)), "bytes": int(nbytes), "parameters": int(params),
+               "decode_seconds_per_map": t_dec / max(len(maps), 1)}
+        for k, v in m.items():
+            q1, med, q3 = np.percentile(v, [25, 50, 75])
+            row[k] = {"median": float(med), "q1": float(q1), "q3": float(q3)}
+        rows.append(row)
+        log(f"{name}: MSE {row['mse']['median']:.5f} cosine {row['cosine']['median']:.4f}")
+    return rows
+
+
+def reconstruction_markdown(rows):
+    lines = ["| coder | maps | MSE median (q1-q3) | cosine median (q1-q3) | parameters | bytes | "
+             "decode per map (batches of 32) |", "|---|---:|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['n']} | {r['mse']['median']:.5f} ({r['mse']['q1']:.5f}-"
+                     f"{r['mse']['q3']:.5f}) | {r['cosine']['median']:.4f} "
+                     f"({r['cosine']['q1']:.4f}-{r['cosine']['q3']:.4f}) | {r['parameters']:,} | "
+                     f"{r['bytes'] / 1e6:.1f} MB | {r['decode_seconds_per_map'] * 1e3:.1f} ms |")
+    return "\n".join(lines)
