@@ -264,6 +264,9 @@ def _add_predict_parser(sub):
     pr.add_argument("--vision-route", choices=("partials", "head"), default=None,
                     help="VISION from the engine on the predicted partial DOS, or from the "
                          "network's VISION head (default: the model card's choice)")
+    pr.add_argument("--max-atoms", type=int, default=None,
+                    help="largest cell accepted (default 500; the model's own limit is 1000 "
+                         "unless this is larger)")
     pr.add_argument("--workers", type=int, default=0,
                     help="batches: dask worker processes (default 0: in this process)")
     pr.add_argument("--scheduler", default=None,
@@ -471,7 +474,8 @@ def run_predict(args):
     settings, energy_edges, q_edges, display_unit = _spectrum_request(args)
     options = dict(method="ML", model=args.model, instrument=args.instrument,
                    temperature=args.temperature, energy_edges=energy_edges, q_edges=q_edges,
-                   display_energy_unit=display_unit, orders=args.orders, **settings)
+                   display_energy_unit=display_unit, orders=args.orders,
+                   max_atoms=args.max_atoms, **settings)
 
     def finish(result, output, plot):
         if args.match is not None:

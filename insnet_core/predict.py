@@ -264,6 +264,8 @@ class PredictionRequest:
     display_energy_unit: str
     vision_route: str | None = None
     potential: str | None = None
+    #: largest cell accepted (None: the defaults of the structure reader and the model)
+    max_atoms: int | None = None
 
     def cache_key_parts(self):
         """The things a prediction depends on, as strings (used by the live cache)."""
@@ -353,7 +355,7 @@ def _check_umlip(force_constants, model, potential, problems):
 def _check_all(structure_file, method, force_constants, model, instrument, temperature,
                energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
                chopper_frequency, final_energy=None, bank_angles=None, resolution_poly=None,
-               potential=None):
+               potential=None, max_atoms=None):
     """Return (problems dict, PredictionRequest or None)."""
     from insnet_core.defaults import check_orders_setting as check_orders
     from insnet_core.incoherent import check_temperature
@@ -364,8 +366,9 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
 
     problems = {}
     structure = None
+    from insnet_core.structure import DEFAULT_MAX_ATOMS
     try:
-        structure = read_structure(structure_file)
+        structure = read_structure(structure_file, max_atoms=max_atoms or DEFAULT_MAX_ATOMS)
     except InputError as exc:
         problems["structure_file"] = str(exc)
     try:
@@ -442,7 +445,8 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
     return {}, PredictionRequest(structure=structure, method=method, force_constants=fc,
                                  model=str(model_folder) if model_folder else None,
                                  settings=settings, display_energy_unit=unit,
-                                 potential=potential if method == "uMLIP" else None)
+                                 potential=potential if method == "uMLIP" else None,
+                                 max_atoms=max_atoms)
 
 
 def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
@@ -475,12 +479,12 @@ def plan(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None
          instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
          q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
          chopper_package=None, chopper_frequency=None, final_energy=None, bank_angles=None,
-         resolution_poly=None, potential=None):
+         resolution_poly=None, potential=None, max_atoms=None):
     """Check a request and return a :class:`PredictionRequest`; InputError lists all problems."""
     problems, request = _check_all(structure_file, method, force_constants, model, instrument,
                                    temperature, energy_edges, q_edges, display_energy_unit,
                                    orders, ei, chopper_package, chopper_frequency, final_energy,
-                                   bank_angles, resolution_poly, potential)
+                                   bank_angles, resolution_poly, potential, max_atoms)
     if problems:
         raise InputError("; ".join(f"{k}: {v}" for k, v in problems.items()))
     return request
@@ -577,7 +581,8 @@ def _run_ml(request, report, raw=None):
     predictor = load_predictor(request.model)
     report(0.2, "network")
     if raw is None:
-        raw = predictor.raw([request.structure])[0]
+        from insnet_core.nn.predictor import MAX_ATOMS
+        raw = predictor.raw([request.structure], max_atoms=request.max_atoms or MAX_ATOMS)[0]
     report(0.4, "engine")
     result = predictor.simulate(request.structure, s, raw, vision_route=request.vision_route)
     if not (np.array_equal(result.total.energy_edges, s.energy_edges)
@@ -605,7 +610,7 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
             q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
             chopper_package=None, chopper_frequency=None, final_energy=None,
             bank_angles=None, resolution_poly=None, vision_route=None, progress=None,
-            potential=None):
+            potential=None, max_atoms=None):
     """Predict the INS spectrum of the crystal in ``structure_file``.
 
     Parameters
@@ -645,6 +650,9 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     potential : str, optional
         Method 'uMLIP': a name of :data:`insnet_core.umlip.POTENTIALS` (default
         :data:`insnet_core.umlip.DEFAULT_POTENTIAL`).
+    max_atoms : int, optional
+        Largest cell accepted (default: 500 atoms for the structure reader, the model's
+        limit of 1000 for Method 'ML'); large amorphous cells need it raised.
 
     Returns
     -------
@@ -660,7 +668,8 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     """
     request = plan(structure_file, method, force_constants, model, instrument, temperature,
                    energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
-                   chopper_frequency, final_energy, bank_angles, resolution_poly, potential)
+                   chopper_frequency, final_energy, bank_angles, resolution_poly, potential,
+                   max_atoms)
     if vision_route is not None:
         if vision_route not in ("partials", "head"):
             raise InputError(f"vision_route must be 'partials' or 'head', got {vision_route!r}")

@@ -115,3 +115,26 @@ def test_live_overlay_with_the_ml_route(tiny_model, known):
     assert np.array_equal(first.energy_edges, e) and np.nanmax(first.values) > 0
     overlay.overlay_for((e, q, "meV"))
     assert overlay.last_was_hit is True
+
+
+def test_atom_limit_is_a_clear_error_and_can_be_raised(tiny_model, known, tmp_path):
+    from insnet_core.predict import predict
+    from insnet_core.structure import read_structure
+    s = read_structure(known)
+    lines = known.read_text().splitlines()
+    # the same crystal as a 2x2x2 supercell, written as a POSCAR
+    frac = np.array(s.frac_coords)
+    cells = np.array([(i, j, k) for i in range(2) for j in range(2) for k in range(2)])
+    order = sorted(set(s.species), key=s.species.index)
+    rows = [lines[0] + " x2", "1.0"] + [" ".join(f"{2 * x:.10f}" for x in r) for r in s.lattice]
+    rows += [" ".join(order), " ".join(str(8 * s.species.count(e)) for e in order), "Direct"]
+    for e in order:
+        rows += [" ".join(f"{x:.10f}" for x in (f + c) / 2) for sp, f in zip(s.species, frac)
+                 if sp == e for c in cells]
+    big = tmp_path / "POSCAR-big"
+    big.write_text("\n".join(rows) + "\n")
+    limit = 8 * s.n_atoms - 1
+    with pytest.raises(InputError, match=f"limit of {limit}"):
+        predict(big, method="ML", model=str(tiny_model), max_atoms=limit)
+    res = predict(big, method="ML", model=str(tiny_model), max_atoms=8 * s.n_atoms)
+    assert np.all(np.isfinite(res.total.values))
