@@ -823,7 +823,8 @@ def _add_maps_parser(sub):
             ("--patience", int, 8, "early stopping patience (epochs)"),
             ("--max-hours", float, None, "stop (resumably) after this long"),
             ("--threads", int, None, "torch threads"),
-            ("--max-maps", int, None, "train on at most this many maps (seeded subsample)")):
+            ("--max-maps", int, None, "train on at most this many maps (seeded subsample)"),
+            ("--checkpoint-minutes", float, 5.0, "minutes between checkpoints")):
         t.add_argument(flag, type=typ, default=default, help=text)
     t.add_argument("--resume", action="store_true")
     ev = msub.add_parser("evaluate", help="reconstruction error of autoencoders and PCA on "
@@ -911,7 +912,8 @@ def run_maps(args):
             cache.get(train_ids).astype(np.float16), cache.get(val_ids), args.out,
             AEConfig(**cfg), AETrainSettings(epochs=args.epochs, batch_size=args.batch_size,
                                              lr=args.lr, seed=args.seed, patience=args.patience,
-                                             max_hours=args.max_hours, threads=args.threads),
+                                             max_hours=args.max_hours, threads=args.threads,
+                                             checkpoint_minutes=args.checkpoint_minutes),
             resume=args.resume, log=lambda m: print(m, flush=True), info=info)
         if card is not None:
             from insnet_core.nn.autoencoder import load_autoencoder
