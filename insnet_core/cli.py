@@ -836,6 +836,14 @@ def _add_maps_parser(sub):
     ev.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     ev.add_argument("--json", default=None)
     ev.add_argument("--markdown", default=None)
+    rt = msub.add_parser("routes", help="end-to-end map routes from the structure on the "
+                                        "predictor's test crystals (one table)")
+    rt.add_argument("--cache", required=True, help="map cache folder")
+    rt.add_argument("--db", required=True, help="database folder (the structures)")
+    rt.add_argument("--model", default=None, help="predictor model (default: the shipped one)")
+    rt.add_argument("--limit", type=int, default=None, help="only the first N test crystals")
+    rt.add_argument("--json", default=None)
+    rt.add_argument("--markdown", default=None)
 
 
 def _run_maps_evaluate(args, cache):
@@ -868,6 +876,36 @@ def _run_maps_evaluate(args, cache):
     return 0
 
 
+def _run_maps_routes(args, cache):
+    import json as _json
+
+    from insnet_core.dataset.reader import Database
+    from insnet_core.nn.map_routes import (mean_map, partials_route_maps, route_markdown,
+                                           route_table)
+    from insnet_core.predict import resolve_model
+    from insnet_core.nn.card import read_card
+    db = Database(args.db)
+    folder = resolve_model(args.model)
+    known = set(read_card(folder)["elements"])
+    ids = [m for m in cache.part("predictor-test")
+           if set(map(str, db.record(m)["species"])) <= known][:args.limit]
+    true = cache.get(ids)
+    train = cache.part("train")
+    mean = mean_map(cache.maps[[cache.index[m] for m in train]])
+    partials, seconds = partials_route_maps(db, folder, ids, log=lambda m: print(m, flush=True))
+    rows = route_table(true, {f"partials ({folder.name})": partials,
+                              f"mean of {len(train)} training maps": mean})
+    text = route_markdown(rows)
+    print(text)
+    print(f"partials route: {seconds / max(len(ids), 1) * 1e3:.0f} ms per crystal")
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    if args.json:
+        Path(args.json).write_text(_json.dumps({"ids": ids, "rows": rows,
+                                                "partials_seconds": seconds}))
+    return 0
+
+
 def run_maps(args):
     import numpy as np
 
@@ -889,6 +927,8 @@ def run_maps(args):
         return ids
     if args.maps_command == "evaluate":
         return _run_maps_evaluate(args, cache)
+    if args.maps_command == "routes":
+        return _run_maps_routes(args, cache)
     if args.maps_command == "pca":
         from insnet_core.nn.mapdata import PCABaseline
         ids = subsample(cache.part("train"), args.max_maps)
