@@ -27,6 +27,7 @@ import torch
 
 from insnet_core import InputError
 from insnet_core.nn.card import ModelFileError
+from insnet_core.nn.checkpoint import load_checkpoint, save_checkpoint
 from insnet_core.nn.mapdata import MAP_SHAPE, brighten
 
 __all__ = ["AEConfig", "ConvAE", "DenseAE", "build_autoencoder", "AETrainSettings",
@@ -200,7 +201,7 @@ def train_autoencoder(train_maps, val_maps, out, config=None, settings=None, res
     info : dict, optional
         Extra card entries (database hash, split, ids counts).
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     settings = (settings or AETrainSettings()).check()
     config = config or AEConfig()
@@ -218,29 +219,12 @@ def train_autoencoder(train_maps, val_maps, out, config=None, settings=None, res
         saved = json.loads(ck.read_text())
         if saved["config"] != json.loads(json.dumps(asdict(config))):
             raise InputError(f"{ck}: checkpoint of another autoencoder config {saved['config']}")
-        tensors = load_file(str(out / "checkpoint.safetensors"))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        for i, p in enumerate(opt.param_groups[0]["params"]):
-            if f"optim.{i}.exp_avg" in tensors:
-                opt.state[p] = {"step": torch.tensor(saved["optim_steps"][str(i)]),
-                                "exp_avg": tensors[f"optim.{i}.exp_avg"],
-                                "exp_avg_sq": tensors[f"optim.{i}.exp_avg_sq"]}
+        saved = load_checkpoint(out, model, opt)
         state = {k: saved[k] for k in state}
         log(f"resumed at epoch {state['epoch']} batch {state['batch']}")
 
-    def save_checkpoint():
-        tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-        steps = {}
-        for i, p in enumerate(opt.param_groups[0]["params"]):
-            st = opt.state.get(p)
-            if st:
-                tensors[f"optim.{i}.exp_avg"] = st["exp_avg"].contiguous()
-                tensors[f"optim.{i}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
-                steps[str(i)] = float(st["step"])
-        save_file(tensors, str(out / "checkpoint.safetensors.tmp"))
-        (out / "checkpoint.safetensors.tmp").replace(out / "checkpoint.safetensors")
-        (out / "checkpoint.json.tmp").write_text(json.dumps(dict(state, optim_steps=steps)))
-        (out / "checkpoint.json.tmp").replace(ck)
+    def save():
+        save_checkpoint(out, model, opt, state, compact=False)
 
     t_start = time.time()
     seconds0 = state["seconds"]
@@ -261,7 +245,7 @@ def train_autoencoder(train_maps, val_maps, out, config=None, settings=None, res
             state["batch"] += 1
             state["seconds"] = seconds0 + time.time() - t_start
             if time.time() - last_ck > 60 * settings.checkpoint_minutes:
-                save_checkpoint()
+                save()
                 last_ck = time.time()
             if settings.max_hours and state["seconds"] > 3600 * settings.max_hours:
                 stop = True
@@ -278,13 +262,13 @@ def train_autoencoder(train_maps, val_maps, out, config=None, settings=None, res
             state["best"], state["best_epoch"] = val, state["epoch"]
             save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
                       str(out / "best.safetensors"))
-        save_checkpoint()
+        save()
         last_ck = time.time()
         if state["epoch"] - state["best_epoch"] >= settings.patience:
             log(f"early stop: no improvement for {settings.patience} epochs")
             break
     if stop:
-        save_checkpoint()
+        save()
         log(f"stopped after {state['seconds'] / 3600:.2f} h (--max-hours); --resume continues")
         return None
     return _finish(out, model, config, settings, state, info or {})

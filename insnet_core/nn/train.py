@@ -38,6 +38,7 @@ import torch
 
 from insnet_core import InputError, __version__
 from insnet_core.nn.card import dos_grid, save_members, vision_grid
+from insnet_core.nn.checkpoint import load_checkpoint, save_checkpoint
 from insnet_core.nn.data import DOS_BINS, DOS_WIDTH, build_graph_set, collate, database_hash
 from insnet_core.nn.model import INSNet, ModelConfig
 
@@ -141,46 +142,6 @@ def _init_dos_bias(model, gs, positions):
         last.bias.copy_(torch.from_numpy(np.log(mean + 1e-6).reshape(-1)).to(last.bias.dtype))
 
 
-# ---------------------------------------------------------------- checkpoints
-def _save_checkpoint(folder, model, opt, state, compact):
-    from safetensors.torch import save_file
-
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    steps = {}
-    if not compact:
-        for i, p in enumerate(opt.param_groups[0]["params"]):
-            st = opt.state.get(p)
-            if st:
-                tensors[f"optim.{i}.exp_avg"] = st["exp_avg"].contiguous()
-                tensors[f"optim.{i}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
-                steps[str(i)] = float(st["step"])
-    state = dict(state, optim_steps=steps, compact=bool(compact),
-                 lr=opt.param_groups[0]["lr"])
-    tmp = folder / "checkpoint.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(folder / "checkpoint.safetensors")
-    tmpj = folder / "checkpoint.json.tmp"
-    tmpj.write_text(json.dumps(state, indent=1))
-    tmpj.replace(folder / "checkpoint.json")
-
-
-def _load_checkpoint(folder, model, opt):
-    from safetensors.torch import load_file
-
-    state = json.loads((folder / "checkpoint.json").read_text())
-    tensors = load_file(str(folder / "checkpoint.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    params = opt.param_groups[0]["params"]
-    for i, p in enumerate(params):
-        if f"optim.{i}.exp_avg" in tensors:
-            opt.state[p] = {"step": torch.tensor(state["optim_steps"][str(i)]),
-                            "exp_avg": tensors[f"optim.{i}.exp_avg"],
-                            "exp_avg_sq": tensors[f"optim.{i}.exp_avg_sq"]}
-    for group in opt.param_groups:
-        group["lr"] = state["lr"]
-    return state
-
-
 def _plot_history(folder, history):
     import matplotlib
     matplotlib.use("Agg")
@@ -257,7 +218,7 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
              "history": [], "seconds": 0.0, "train_sum": 0.0, "train_count": 0,
              "settings": asdict(settings), "config": config.to_dict()}
     if resume:
-        saved = _load_checkpoint(out, model, opt)
+        saved = load_checkpoint(out, model, opt)
         for key in ("settings", "config"):
             mine = dict(state[key])
             theirs = dict(saved[key])
@@ -309,7 +270,7 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
                 stopped_for_time = True
                 break
             if now - last_ckpt > settings.checkpoint_minutes * 60:
-                _save_checkpoint(out, model, opt, state, settings.compact)
+                save_checkpoint(out, model, opt, state, settings.compact)
                 last_ckpt = now
         if stopped_for_time:
             break
@@ -330,11 +291,11 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
         log(f"epoch {ep + 1}: train {train_loss:.4f}  validation {val['total']:.4f} "
             f"{ {k: round(v, 5) for k, v in val.items() if k != 'total'} }  "
             f"({state['seconds'] / 60:.1f} min)")
-        _save_checkpoint(out, model, opt, state, settings.compact)
+        save_checkpoint(out, model, opt, state, settings.compact)
         last_ckpt = time.time()
         (out / "history.json").write_text(json.dumps(state["history"], indent=1))
         _plot_history(out, state["history"])
-    _save_checkpoint(out, model, opt, state, settings.compact)
+    save_checkpoint(out, model, opt, state, settings.compact)
     if stopped_for_time:
         log(f"stopped after {settings.max_hours} h at epoch {state['epoch']}, batch "
             f"{state['batch']}; continue with --resume")
