@@ -80,10 +80,13 @@ def _vision_from_phonon(phonon, config, scale=1.0):
     return np.asarray(vision.values, dtype=float), ing, modes
 
 
-def measure_crystal(db, material_id, potential, relax, cache_dir, scale=None):
+def measure_crystal(db, material_id, potential, relax, cache_dir, scale=None,
+                    general_scale=None):
     """Run the route on one database crystal; one row (dict) for the table.
 
-    ``scale`` (optional): also compute the VISION spectrum with that frequency scale.
+    ``scale`` (optional): also compute the VISION spectrum with that frequency scale;
+    ``general_scale`` (optional, the hydrogen parts): and with the scale fitted on the
+    general training crystals, for comparison.
     A crystal the route fails on gives a row with ``error`` set.
     """
     from insnet_core.dataset.record import ingredients_from_record
@@ -105,6 +108,10 @@ def measure_crystal(db, material_id, potential, relax, cache_dir, scale=None):
         if scale is not None:
             row["vision_scaled"] = _vision_from_phonon(phonon, db.config, scale)[0][2].tolist()
             row["scale"] = float(scale)
+        if general_scale is not None:
+            row["vision_general"] = _vision_from_phonon(phonon, db.config,
+                                                        general_scale)[0][2].tolist()
+            row["scale_general"] = float(general_scale)
     except InsnetError as exc:
         row["error"] = str(exc)[:300]
         return row
@@ -148,19 +155,21 @@ def summarise(rows):
     table = []
     for (potential, relax), members in sorted(groups.items()):
         ok = [r for r in members if "error" not in r]
-        for scaled in (False, True):
-            if scaled and not all("vision_scaled" in r for r in ok):
+        # unscaled; the part's own scale; the general training crystals' scale (H parts)
+        for scaled, key, scale_key in ((False, "vision", None), (True, "vision_scaled", "scale"),
+                                       ("general", "vision_general", "scale_general")):
+            if scaled and not all(key in r for r in ok):
                 continue
             if not ok:
                 table.append({"potential": potential, "relax": relax, "scaled": scaled,
                               "n": 0, "failed": len(members)})
                 continue
-            pred = np.array([r["vision_scaled" if scaled else "vision"] for r in ok])
+            pred = np.array([r[key] for r in ok])
             true = np.array([r["vision_dft"] for r in ok])
             m = spectrum_metrics(pred, true)
+            scale = ok[0][scale_key] if scale_key else 1.0
             table.append({
-                "potential": potential, "relax": relax, "scaled": scaled,
-                "scale": ok[0].get("scale", 1.0) if scaled else 1.0,
+                "potential": potential, "relax": relax, "scaled": scaled, "scale": scale,
                 "n": len(ok), "failed": len(members) - len(ok),
                 "cosine_median": float(np.median(m["cosine"])),
                 "cosine_q1": float(np.quantile(m["cosine"], 0.25)),
@@ -168,8 +177,7 @@ def summarise(rows):
                 "mse_median": float(np.median(m["mse"])),
                 "w1_median": float(np.median(m["w1"])),
                 "energy_ratio_median": float(np.median(
-                    [r["mean_energy_route"] / r["mean_energy_dft"] for r in ok]))
-                * (ok[0].get("scale", 1.0) if scaled else 1.0),
+                    [r["mean_energy_route"] / r["mean_energy_dft"] for r in ok])) * scale,
                 "unstable_fraction": float(np.mean([r["route_unstable"] for r in ok])),
                 "dft_unstable_fraction": float(np.mean([r["dft_unstable"] for r in ok])),
                 "volume_change_median": float(np.median([r["volume_change_percent"]
@@ -188,7 +196,8 @@ def markdown_table(table):
             lines.append(f"| {t['potential']} | {t['relax']} | | 0 ({t['failed']}) | | | | | | | |")
             continue
         lines.append(
-            f"| {t['potential']} | {t['relax']} | {t['scale']:.3f} | {t['n']} ({t['failed']}) | "
+            f"| {t['potential']} | {t['relax']} | {t['scale']:.3f}"
+            f"{' (general)' if t['scaled'] == 'general' else ''} | {t['n']} ({t['failed']}) | "
             f"{t['cosine_median']:.3f} [{t['cosine_q1']:.3f}, {t['cosine_q3']:.3f}] | "
             f"{t['mse_median']:.4f} | {t['w1_median']:.2f} | {t['energy_ratio_median']:.3f} | "
             f"{100 * t['unstable_fraction']:.0f} % ({100 * t['dft_unstable_fraction']:.0f} %) | "
@@ -234,11 +243,17 @@ def run_study(db, rows_path, potentials, relax_modes, n_train, n_test, max_atoms
                 if (part, mid, potential, relax) in done:
                     continue
                 scale = None
+                general = None
                 fit_part = PARTS[part][2]
                 if fit_part:
-                    train_rows = [r for r in _read_rows(rows_path) if r["part"] == fit_part]
+                    done_rows = _read_rows(rows_path)
+                    train_rows = [r for r in done_rows if r["part"] == fit_part]
                     scale = fit_scales(train_rows).get(f"{potential}/{relax}")
-                row = measure_crystal(db, mid, potential, relax, cache_dir, scale=scale)
+                    if fit_part != "train":
+                        general = fit_scales([r for r in done_rows if r["part"] == "train"]
+                                             ).get(f"{potential}/{relax}")
+                row = measure_crystal(db, mid, potential, relax, cache_dir, scale=scale,
+                                      general_scale=general)
                 row["part"] = part
                 with rows_path.open("a") as f:
                     f.write(json.dumps(row) + "\n")

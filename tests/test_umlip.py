@@ -232,15 +232,20 @@ def test_frequency_scale_multiplies_every_frequency(route):
     np.testing.assert_allclose(f_scaled / f_plain, scaled.report["frequency_scale"], rtol=1e-6)
 
 
-def test_default_scale_is_not_applied_to_hydrogen():
+def test_default_scale_applies_to_hydrogen_too_with_a_note():
     from insnet_core.umlip import POTENTIALS, default_frequency_scale
-    pot = POTENTIALS["7net-0"]
     lih = Structure.from_arrays(np.eye(3) * 4.0, ["Li", "H"], [[0, 0, 0], [0.5, 0.5, 0.5]],
                                 source="LiH")
     nacl = Structure.from_arrays(np.eye(3) * 5.6, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]],
                                  source="NaCl")
-    atoms = RouteSettings(potential="7net-0")
-    assert default_frequency_scale(pot, atoms, nacl) == (pot.frequency_scale("atoms"), "")
-    scale, note = default_frequency_scale(pot, atoms, lih)
-    assert scale == 1.0 and "hydrogen" in note and "LiH" in note
-    assert default_frequency_scale(pot, RouteSettings(frequency_scale=1.1), lih) == (1.1, "")
+    for name in ("7net-0", "chgnet"):
+        pot = POTENTIALS[name]
+        for relax in ("atoms", "cell"):
+            settings = RouteSettings(potential=name, relax=relax)
+            assert default_frequency_scale(pot, settings, nacl) == (pot.frequency_scale(relax),
+                                                                    "")
+            scale, note = default_frequency_scale(pot, settings, lih)
+            assert scale == pot.frequency_scale(relax) != 1.0
+            assert "hydrogen" in note and "LiH" in note
+    assert default_frequency_scale(POTENTIALS["7net-0"], RouteSettings(frequency_scale=1.1),
+                                   lih) == (1.1, "")

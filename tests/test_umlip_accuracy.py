@@ -27,7 +27,7 @@ def test_scale_is_the_geometric_mean_energy_ratio():
     assert ua.fit_scales(rows)["p/atoms"] == pytest.approx(np.sqrt(1.25 * 2.0))
 
 
-def _fake_measure(db, mid, potential, relax, cache_dir, scale=None):
+def _fake_measure(db, mid, potential, relax, cache_dir, scale=None, general_scale=None):
     """A route whose energies are 0.8 of DFT's for H-free and 0.5 for H crystals."""
     rec = db.record(mid)
     soft = 0.5 if rec["contains_h"] else 0.8
@@ -42,6 +42,9 @@ def _fake_measure(db, mid, potential, relax, cache_dir, scale=None):
     if scale is not None:
         row["scale"] = scale
         row["vision_scaled"] = true.tolist()
+    if general_scale is not None:
+        row["scale_general"] = general_scale
+        row["vision_general"] = np.roll(true, 1).tolist()
     return row
 
 
@@ -59,9 +62,13 @@ def test_hydrogen_parts_get_their_own_scale_and_section(tmp_path, monkeypatch):
     train_h = [r for r in rows if r["part"] == "train"]
     expected = ua.fit_scales(train_h)["7net-0/atoms"]
     assert scale["test"] == pytest.approx(expected)
+    test_h = [r for r in rows if r["part"] == "test-h"]
+    assert all(r["scale_general"] == pytest.approx(expected) for r in test_h)
+    assert "scale_general" not in next(r for r in rows if r["part"] == "test")
     text = ua.report(rows, 8, 16)
     assert "Hydrogen-containing crystals, measured apart" in text
     assert "7net-0/atoms 2.000" in text
+    assert f"| 7net-0 | atoms | {expected:.3f} (general) |" in text
     # resumed: nothing is measured twice
     monkeypatch.setattr(ua, "measure_crystal", lambda *a, **k: pytest.fail("measured again"))
     again = ua.run_study(db, rows_path, ["7net-0"], ["atoms"], 2, 3, 8, None,
