@@ -190,8 +190,9 @@ def calibrated_sigma(std, values, scale=1.0, floor=0.0):
     std = np.asarray(std, dtype=float)
     if not floor:
         return scale * std
-    peak = np.nanmax(np.abs(np.asarray(values, dtype=float)), axis=-1, keepdims=True)
-    peak = np.where(np.isfinite(peak), peak, 0.0)
+    vals = np.abs(np.asarray(values, dtype=float))
+    # NaN bins (outside an instrument's kinematic range) do not count; an all-NaN row has 0
+    peak = np.where(np.isfinite(vals), vals, 0.0).max(axis=-1, keepdims=True)
     return np.sqrt((scale * std) ** 2 + (floor * peak) ** 2)
 
 
