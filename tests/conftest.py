@@ -45,15 +45,12 @@ def csau_modes():
 # ---------------------------------------------------------------------------
 # The ML route: a tiny model trained once per session on the committed database
 # ---------------------------------------------------------------------------
-TINY = dict(em_dim=8, mul=4, radial_neurons=8, out_dim=8)
-
-
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "tiny"
     from insnet_core.nn.model import ModelConfig
     from insnet_core.nn.train import TrainSettings, train
-    from nn_helpers import database, small_ids
+    from nn_helpers import TINY, database, small_ids
     ids = small_ids(60, max_atoms=4)
     train(database(), out, ModelConfig(**TINY), TrainSettings(epochs=1, batch_size=8, seed=1),
           ids=ids, log=lambda m: None)

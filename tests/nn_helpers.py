@@ -5,6 +5,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DB_ROOT = REPO / "data" / "insnet-db"
+#: Settings of the tiny predictor the ML tests train (conftest's tiny_model, evaluate tests)
+TINY = dict(em_dim=8, mul=4, radial_neurons=8, out_dim=8)
 _DB = None
 
 

@@ -27,10 +27,9 @@ def test_metrics_of_known_pairs():
 
 
 def test_one_run_compares_routes_and_writes_cards(tmp_path):
-    from test_nn_predictor import TINY  # noqa: F401  (same tiny settings)
     from insnet_core.nn.model import ModelConfig
     from insnet_core.nn.train import TrainSettings, train
-    from nn_helpers import database, small_ids
+    from nn_helpers import TINY, database, small_ids
     folder = tmp_path / "m"
     train(database(), folder, ModelConfig(**TINY), TrainSettings(epochs=1, batch_size=8),
           ids=small_ids(40, max_atoms=4), log=lambda m: None)
