@@ -10,6 +10,7 @@ only to export; running needs onnxruntime alone.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,10 @@ def export_autoencoder(model, folder):
 
     maps = torch.zeros((2,) + tuple(_map_shape()), dtype=torch.float32)
     latent = torch.full((2, model.config.latent), 0.5, dtype=torch.float32)
-    with torch.no_grad():
+    # the TorchScript exporter (dynamo=False) is chosen on purpose: the torch.export one
+    # needs onnxscript, and these two small graphs need nothing it adds
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         for half, arg, name, inp, outp in ((_Encoder(model), maps, "encoder", "maps", "latent"),
                                            (_Decoder(model), latent, "decoder", "latent",
                                             "maps")):
