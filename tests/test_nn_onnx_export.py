@@ -45,3 +45,17 @@ def test_bad_onnx_files_are_named(tmp_path):
     (tmp_path / "decoder.onnx").write_bytes(b"not onnx")
     with pytest.raises(InputError, match="decoder.onnx: onnxruntime cannot open it"):
         OnnxHalf(tmp_path / "decoder.onnx")
+
+
+def test_pca_as_an_onnx_linear_autoencoder(tmp_path):
+    from insnet_core.nn.mapdata import PCABaseline, brighten
+    from insnet_core.nn.onnx_export import export_pca
+    maps = tiny_maps(12, 7)
+    pca = PCABaseline.fit(maps, n=4, chunk=5)
+    enc_path, dec_path = export_pca(pca, tmp_path)
+    enc, dec = OnnxHalf(enc_path, threads=1), OnnxHalf(dec_path, threads=1)
+    x = brighten(maps)
+    np.testing.assert_allclose(enc(x), pca.project(x), atol=2e-4)
+    z = pca.project(x)
+    np.testing.assert_allclose(dec(z), pca.decode(z), atol=1e-5)
+    assert dec(z[:1]).shape == (1, 300, 300)

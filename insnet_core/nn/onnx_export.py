@@ -17,7 +17,7 @@ import numpy as np
 
 from insnet_core import InputError
 
-__all__ = ["OPSET", "export_autoencoder", "choose_providers", "OnnxHalf"]
+__all__ = ["OPSET", "export_autoencoder", "export_pca", "choose_providers", "OnnxHalf"]
 
 OPSET = 17
 _LOG = logging.getLogger("insnet")
@@ -115,3 +115,52 @@ class OnnxHalf:
         """Run on a float32 batch (numpy); returns the output as numpy float32."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         return self.session.run(None, {self.input: x})[0]
+
+
+def export_pca(pca, folder):
+    """Write a PCA coder as ``encoder.onnx`` / ``decoder.onnx``, the autoencoders' interface.
+
+    Encoder: brightened maps (n, 300, 300) -> scores (n, k) = (x - mean) @ components.T;
+    decoder: scores -> clip(scores @ components + mean, 0, 1) as (n, 300, 300). A linear
+    autoencoder, so that the map route runs any coder the same way.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder = Path(folder)
+    rows, cols = _map_shape()
+    comps = np.asarray(pca.components, dtype=np.float32)
+    mean = np.asarray(pca.mean, dtype=np.float32)
+    k = comps.shape[0]
+
+    def const(name, array):
+        return numpy_helper.from_array(np.asarray(array), name)
+
+    enc = helper.make_graph(
+        [helper.make_node("Reshape", ["maps", "flat_shape"], ["flat"]),
+         helper.make_node("Sub", ["flat", "mean"], ["centred"]),
+         helper.make_node("MatMul", ["centred", "components_t"], ["latent"])],
+        "pca_encoder",
+        [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["n", rows, cols])],
+        [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["n", k])],
+        [const("flat_shape", np.array([-1, rows * cols], dtype=np.int64)),
+         const("mean", mean), const("components_t", np.ascontiguousarray(comps.T))])
+    dec = helper.make_graph(
+        [helper.make_node("MatMul", ["latent", "components"], ["flat"]),
+         helper.make_node("Add", ["flat", "mean"], ["shifted"]),
+         helper.make_node("Clip", ["shifted", "zero", "one"], ["clipped"]),
+         helper.make_node("Reshape", ["clipped", "map_shape"], ["maps"])],
+        "pca_decoder",
+        [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["n", k])],
+        [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["n", rows, cols])],
+        [const("components", comps), const("mean", mean),
+         const("zero", np.array(0.0, dtype=np.float32)),
+         const("one", np.array(1.0, dtype=np.float32)),
+         const("map_shape", np.array([-1, rows, cols], dtype=np.int64))])
+    paths = []
+    for graph, name in ((enc, "encoder"), (dec, "decoder")):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        onnx.checker.check_model(model)
+        onnx.save(model, str(folder / f"{name}.onnx"))
+        paths.append(folder / f"{name}.onnx")
+    return tuple(paths)
