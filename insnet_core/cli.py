@@ -844,6 +844,10 @@ def _add_maps_parser(sub):
     rt.add_argument("--limit", type=int, default=None, help="only the first N test crystals")
     rt.add_argument("--json", default=None)
     rt.add_argument("--markdown", default=None)
+    rt.add_argument("--pca", default=None,
+                    help="also the AE route with this PCA coder and a latent head fitted on "
+                         "the frozen backbone of --model (insnet_core.nn.latent_head)")
+    rt.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
 
 
 def _run_maps_evaluate(args, cache):
@@ -895,6 +899,13 @@ def _run_maps_routes(args, cache):
     partials, seconds = partials_route_maps(db, folder, ids, log=lambda m: print(m, flush=True))
     rows = route_table(true, {f"partials ({folder.name})": partials,
                               f"mean of {len(train)} training maps": mean})
+    if args.pca:
+        from insnet_core.nn.latent_head import ae_route_on_test
+        from insnet_core.nn.mapdata import PCABaseline
+        ae_rows, _ = ae_route_on_test(db, cache, PCABaseline.load(args.pca), folder,
+                                      graph_cache=args.graph_cache,
+                                      log=lambda m: print(m, flush=True), test_ids=ids)
+        rows = ae_rows[:1] + rows + ae_rows[1:]
     text = route_markdown(rows)
     print(text)
     print(f"partials route: {seconds / max(len(ids), 1) * 1e3:.0f} ms per crystal")
