@@ -53,9 +53,8 @@ def predict_chunk(files, options, vision_route=None):
     ml = [(f, r) for f, r in planned if r.method == "ML"]
     if len(ml) > 1:  # one network call for the chunk (plan has checked every structure)
         try:
-            from insnet_core.nn.predictor import MAX_ATOMS
             entries = load_predictor(ml[0][1].model).raw(
-                [r.structure for _, r in ml], max_atoms=ml[0][1].max_atoms or MAX_ATOMS)
+                [r.structure for _, r in ml], max_atoms=ml[0][1].model_max_atoms())
             raws = {f: e for (f, _), e in zip(ml, entries)}
         except InsnetError:
             raws = {}  # each structure alone below, so the one at fault is named

@@ -267,6 +267,11 @@ class PredictionRequest:
     #: largest cell accepted (None: the defaults of the structure reader and the model)
     max_atoms: int | None = None
 
+    def model_max_atoms(self):
+        """The atom limit handed to the model (its own default unless raised)."""
+        from insnet_core.nn.predictor import MAX_ATOMS
+        return self.max_atoms or MAX_ATOMS
+
     def cache_key_parts(self):
         """The things a prediction depends on, as strings (used by the live cache)."""
         from insnet_core.live import files_hash
@@ -361,12 +366,11 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
     from insnet_core.incoherent import check_temperature
     from insnet_core.simulate import Settings
     from insnet_core.spectrum import check_edges
-    from insnet_core.structure import read_structure
+    from insnet_core.structure import DEFAULT_MAX_ATOMS, read_structure
     from insnet_core.units import normalise_energy_unit
 
     problems = {}
     structure = None
-    from insnet_core.structure import DEFAULT_MAX_ATOMS
     try:
         structure = read_structure(structure_file, max_atoms=max_atoms or DEFAULT_MAX_ATOMS)
     except InputError as exc:
@@ -581,8 +585,7 @@ def _run_ml(request, report, raw=None):
     predictor = load_predictor(request.model)
     report(0.2, "network")
     if raw is None:
-        from insnet_core.nn.predictor import MAX_ATOMS
-        raw = predictor.raw([request.structure], max_atoms=request.max_atoms or MAX_ATOMS)[0]
+        raw = predictor.raw([request.structure], max_atoms=request.model_max_atoms())[0]
     report(0.4, "engine")
     result = predictor.simulate(request.structure, s, raw, vision_route=request.vision_route)
     if not (np.array_equal(result.total.energy_edges, s.energy_edges)

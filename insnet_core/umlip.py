@@ -416,7 +416,8 @@ def _gamma_report(phonon):
 def default_frequency_scale(potential, settings, structure):
     """(scale, note): the scale the route applies (an explicit one, else the potential's).
 
-    The note is empty; it names the scale's origin when hydrogen might make a user wonder.
+    The note is empty except for structures with hydrogen, where it says that the general
+    scale was applied and where that was measured.
     """
     if settings.frequency_scale is not None:
         return float(settings.frequency_scale), ""

@@ -55,14 +55,6 @@ def choose_crystals(db, part, n, max_atoms, seed=7, hydrogen=None):
     return sorted(ids[i] for i in order[:n])
 
 
-def _structure_of(record):
-    from insnet_core.structure import Structure
-    return Structure.from_arrays(np.asarray(record["lattice"]),
-                                 [str(s) for s in record["species"]],
-                                 np.asarray(record["frac_coords"]),
-                                 source=str(record["material_id"]))
-
-
 def _vision_from_phonon(phonon, config, scale=1.0):
     from insnet_core.incoherent import build_ingredients
     from insnet_core.phonons import run_mesh
@@ -99,7 +91,7 @@ def measure_crystal(db, material_id, potential, relax, cache_dir, scale=None,
            "contains_h": bool(record["contains_h"])}
     t = time.perf_counter()
     try:
-        route = run_route(_structure_of(record),
+        route = run_route(db.structure(material_id),
                           RouteSettings(potential=potential, relax=relax, frequency_scale=1.0,
                                         allow_unconverged=True, allow_symmetry_change=True),
                           cache_dir=cache_dir)

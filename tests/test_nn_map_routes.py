@@ -39,7 +39,7 @@ def test_partials_route_maps_come_from_the_predictor(tiny_model, tmp_path, capsy
     mid = out["ids"][0]
     maps, _ = map_routes.partials_route_maps(db, tiny_model, [mid], log=lambda m: None)
     pred = Predictor(tiny_model)
-    s = map_routes._structure(db.record(mid))
+    s = db.structure(mid)
     direct = pred.simulate(s, Settings.check("Ideal2D", orders=db.config.orders,
                                              temperature=0.0)).total.values
     np.testing.assert_allclose(maps[0], mapdata.max_normalise(direct), atol=1e-6)

@@ -85,6 +85,14 @@ class Database:
         except KeyError:
             raise InputError(f"{material_id}: not in the database at {self.root}") from None
 
+    def structure(self, material_id, max_atoms=None):
+        """The stored (DFT-relaxed primitive) cell of one crystal as a Structure."""
+        from insnet_core.structure import Structure
+        rec = self.record(material_id)
+        return Structure.from_arrays(np.asarray(rec["lattice"]), [str(x) for x in rec["species"]],
+                                     np.asarray(rec["frac_coords"]),
+                                     source=str(rec["material_id"]), max_atoms=max_atoms)
+
     def ids(self, status="ok", stable_only=False, max_energy=None):
         """Material ids, sorted; filter by status ('ok', 'failed', None = all) and flags."""
         out = []

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from insnet_core import InputError
-from insnet_core.nn.card import ModelFileError
+from insnet_core.nn.card import ModelFileError, read_json_card, write_json_card
 from insnet_core.nn.checkpoint import load_checkpoint, save_checkpoint
 from insnet_core.nn.mapdata import MAP_SHAPE, brighten
 
@@ -34,7 +34,6 @@ __all__ = ["AEConfig", "ConvAE", "DenseAE", "build_autoencoder", "AETrainSetting
            "train_autoencoder", "load_autoencoder", "AE_CARD_FORMAT"]
 
 AE_CARD_FORMAT = 1
-_CARD = "card.json"
 
 
 @dataclass
@@ -303,20 +302,13 @@ def map_grid():
 
 
 def write_ae_card(folder, card):
-    card = dict(card, format_version=AE_CARD_FORMAT)
-    tmp = Path(folder) / (_CARD + ".tmp")
-    tmp.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
-    tmp.replace(Path(folder) / _CARD)
+    """Write an autoencoder's ``card.json`` (format :data:`AE_CARD_FORMAT`)."""
+    write_json_card(folder, card, AE_CARD_FORMAT)
 
 
 def read_ae_card(folder):
-    path = Path(folder) / _CARD
-    if not path.is_file():
-        raise ModelFileError(f"{folder}: no {_CARD}; not an insnet autoencoder folder")
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: unreadable card ({exc})") from None
+    """The card of an autoencoder folder, checked for kind, format and map grid."""
+    path, card = read_json_card(folder, "autoencoder")
     if card.get("kind") != "autoencoder":
         raise ModelFileError(f"{path}: kind {card.get('kind')!r}, not an autoencoder")
     if card.get("format_version") != AE_CARD_FORMAT:

@@ -47,26 +47,38 @@ def dos_grid(bins, width):
             "each axis sums to 1"}
 
 
-def write_card(folder, card):
-    """Write ``card.json`` (adds the format version)."""
+def write_json_card(folder, card, version):
+    """Write ``card.json`` with ``format_version`` = ``version`` (atomically, sorted keys)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    card = dict(card)
-    card["format_version"] = CARD_FORMAT
+    card = dict(card, format_version=version)
     tmp = folder / (_CARD + ".tmp")
     tmp.write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
     tmp.replace(folder / _CARD)
 
 
-def read_card(folder):
-    """The card of a model folder, checked for format and grids."""
+def read_json_card(folder, what):
+    """(path, dict) of a folder's ``card.json``; ModelFileError names a missing or bad one.
+
+    ``what`` names the kind of folder in the messages ('model', 'autoencoder').
+    """
     path = Path(folder) / _CARD
     if not path.is_file():
-        raise ModelFileError(f"{folder}: no {_CARD}; not an insnet model folder")
+        raise ModelFileError(f"{folder}: no {_CARD}; not an insnet {what} folder")
     try:
-        card = json.loads(path.read_text())
+        return path, json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: unreadable model card ({exc})") from None
+        raise ModelFileError(f"{path}: unreadable {what} card ({exc})") from None
+
+
+def write_card(folder, card):
+    """Write ``card.json`` (adds the format version)."""
+    write_json_card(folder, card, CARD_FORMAT)
+
+
+def read_card(folder):
+    """The card of a model folder, checked for format and grids."""
+    path, card = read_json_card(folder, "model")
     version = card.get("format_version")
     if version != CARD_FORMAT:
         raise ModelFileError(f"{path}: format_version {version!r}; this insnet reads model "

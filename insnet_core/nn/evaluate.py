@@ -190,10 +190,14 @@ def calibrated_sigma(std, values, scale=1.0, floor=0.0):
     std = np.asarray(std, dtype=float)
     if not floor:
         return scale * std
+    return np.sqrt((scale * std) ** 2 + (floor * _peak(values)) ** 2)
+
+
+def _peak(values):
+    """Maximum |value| over the energy bins (last axis, kept); NaN bins (outside an
+    instrument's kinematic range) do not count, an all-NaN row gives 0."""
     vals = np.abs(np.asarray(values, dtype=float))
-    # NaN bins (outside an instrument's kinematic range) do not count; an all-NaN row has 0
-    peak = np.where(np.isfinite(vals), vals, 0.0).max(axis=-1, keepdims=True)
-    return np.sqrt((scale * std) ** 2 + (floor * peak) ** 2)
+    return np.where(np.isfinite(vals), vals, 0.0).max(axis=-1, keepdims=True)
 
 
 def _live(mean, std, t):
@@ -234,7 +238,7 @@ def fit_sigma_model(mean, std, true, levels=(0.6827, 0.9545)):
     t = _max_norm(true)
     live = _live(mean, std, t)
     dev = np.abs(mean - t)[live]
-    peak = np.broadcast_to(np.abs(mean).max(axis=-1, keepdims=True), mean.shape)[live]
+    peak = np.broadcast_to(_peak(mean), mean.shape)[live]
     sig = std[live]
     if not dev.size:
         return 1.0, 0.0

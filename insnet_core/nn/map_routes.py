@@ -17,17 +17,9 @@ import time
 
 import numpy as np
 
-from insnet_core.nn.mapdata import map_metrics, max_normalise
+from insnet_core.nn.mapdata import map_metrics, max_normalise, quartiles
 
 __all__ = ["partials_route_maps", "mean_map", "route_table"]
-
-
-def _structure(record):
-    from insnet_core.structure import Structure
-    return Structure.from_arrays(np.asarray(record["lattice"]),
-                                 [str(s) for s in record["species"]],
-                                 np.asarray(record["frac_coords"]),
-                                 source=str(record["material_id"]), max_atoms=None)
 
 
 def partials_route_maps(db, model_folder, ids, chunk=16, log=print):
@@ -40,7 +32,7 @@ def partials_route_maps(db, model_folder, ids, chunk=16, log=print):
     out = np.empty((len(ids), 300, 300), dtype=np.float32)
     t0 = time.perf_counter()
     for s in range(0, len(ids), chunk):
-        structures = [_structure(db.record(m)) for m in ids[s:s + chunk]]
+        structures = [db.structure(m) for m in ids[s:s + chunk]]
         raws = pred.raw(structures, max_atoms=None, cache=False)
         for k, (st, raw) in enumerate(zip(structures, raws)):
             out[s + k] = max_normalise(pred.simulate(st, settings, raw).total.values)
@@ -62,12 +54,7 @@ def route_table(true, routes):
     for name, pred in routes.items():
         if pred.ndim == 2:
             pred = np.broadcast_to(pred, true.shape)
-        m = map_metrics(pred, true)
-        row = {"name": name, "n": int(len(true))}
-        for k, v in m.items():
-            q1, med, q3 = np.percentile(v, [25, 50, 75])
-            row[k] = {"median": float(med), "q1": float(q1), "q3": float(q3)}
-        rows.append(row)
+        rows.append({"name": name, "n": int(len(true)), **quartiles(map_metrics(pred, true))})
     return rows
 
 

@@ -31,7 +31,7 @@ from insnet_core import InputError
 
 __all__ = ["MAP_SHAPE", "AE_FRACTIONS", "ae_part", "ae_split", "brighten", "unbrighten",
            "max_normalise", "map_metrics", "MapCache", "build_map_cache", "PCABaseline",
-           "reconstruction_table", "reconstruction_markdown"]
+           "quartiles", "reconstruction_table", "reconstruction_markdown"]
 
 #: (|Q| rows, energy columns) of a database map.
 MAP_SHAPE = (300, 300)
@@ -282,6 +282,15 @@ class PCABaseline:
         return int(self.mean.nbytes + self.components.nbytes)
 
 
+def quartiles(metrics):
+    """metric -> {median, q1, q3} of each per-map metric array."""
+    out = {}
+    for k, v in metrics.items():
+        q1, med, q3 = np.percentile(v, [25, 50, 75])
+        out[k] = {"median": float(med), "q1": float(q1), "q3": float(q3)}
+    return out
+
+
 def reconstruction_table(maps, coders, log=print):
     """Reconstruction error of each coder on the same max-normalised maps.
 
@@ -306,12 +315,9 @@ def reconstruction_table(maps, coders, log=print):
             t = time.perf_counter()
             out[s:s + 32] = unbrighten(decode(codes))
             t_dec += time.perf_counter() - t
-        m = map_metrics(out, maps)
         row = {"name": name, "n": int(len(maps)), "bytes": int(nbytes), "parameters": int(params),
-               "decode_seconds_per_map": t_dec / max(len(maps), 1)}
-        for k, v in m.items():
-            q1, med, q3 = np.percentile(v, [25, 50, 75])
-            row[k] = {"median": float(med), "q1": float(q1), "q3": float(q3)}
+               "decode_seconds_per_map": t_dec / max(len(maps), 1),
+               **quartiles(map_metrics(out, maps))}
         rows.append(row)
         log(f"{name}: MSE {row['mse']['median']:.5f} cosine {row['cosine']['median']:.4f}")
     return rows
