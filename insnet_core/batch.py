@@ -54,7 +54,8 @@ def predict_chunk(files, options, vision_route=None):
     if len(ml) > 1:  # one network call for the chunk (plan has checked every structure)
         try:
             entries = load_predictor(ml[0][1].model).raw(
-                [r.structure for _, r in ml], max_atoms=ml[0][1].model_max_atoms())
+                [r.structure for _, r in ml], max_atoms=ml[0][1].model_max_atoms(),
+                features=ml[0][1].map_route == "ae")
             raws = {f: e for (f, _), e in zip(ml, entries)}
         except InsnetError:
             raws = {}  # each structure alone below, so the one at fault is named

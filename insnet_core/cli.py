@@ -264,6 +264,10 @@ def _add_predict_parser(sub):
     pr.add_argument("--vision-route", choices=("partials", "head"), default=None,
                     help="VISION from the engine on the predicted partial DOS, or from the "
                          "network's VISION head (default: the model card's choice)")
+    pr.add_argument("--route", dest="map_route", choices=("partials", "ae"), default=None,
+                    help="maps (SEQUOIA, ideal2d): the engine on the predicted partial DOS, or "
+                         "the autoencoder route (latent heads + ONNX decoder; total only). "
+                         "Default: the better one measured (partials)")
     pr.add_argument("--max-atoms", type=int, default=None,
                     help="largest cell accepted (default 500; the model's own limit is 1000 "
                          "unless this is larger)")
@@ -441,6 +445,9 @@ def _write_outputs(result, output, plot, contributions):
     written = [output]
     if contributions != "total":
         parts = result.by_element if contributions == "element" else result.by_order
+        if not parts:
+            raise InsnetError(f"--contributions {contributions}: this result has the total "
+                              "only (the AE map route); use --route partials for contributions")
         for key, spectrum in parts.items():
             path = output.with_name(f"{output.stem}_{contributions}_{key}{output.suffix}")
             _write(spectrum, path)
@@ -475,7 +482,7 @@ def run_predict(args):
     options = dict(method="ML", model=args.model, instrument=args.instrument,
                    temperature=args.temperature, energy_edges=energy_edges, q_edges=q_edges,
                    display_energy_unit=display_unit, orders=args.orders,
-                   max_atoms=args.max_atoms, **settings)
+                   max_atoms=args.max_atoms, map_route=args.map_route, **settings)
 
     def finish(result, output, plot):
         if args.match is not None:
@@ -812,6 +819,22 @@ def _add_maps_parser(sub):
     pca.add_argument("--components", type=int, default=50)
     pca.add_argument("--max-maps", type=int, default=4000,
                      help="fit on at most this many training maps (seeded subsample)")
+    pca.add_argument("--onnx", default=None, metavar="FOLDER",
+                     help="also write the PCA as an ONNX coder folder (encoder/decoder + card)")
+    pca.add_argument("--storage", choices=("float32", "float16"), default="float16",
+                     help="ONNX constants' storage (default float16: half the bytes)")
+    ro = msub.add_parser("route", help="train the AE route's latent heads (structure -> "
+                                       "latents of a coder) and write the route folder")
+    ro.add_argument("--cache", required=True, help="map cache folder")
+    ro.add_argument("--db", required=True, help="database folder (the structures)")
+    ro.add_argument("--model", default=None, help="predictor model (default: the shipped one)")
+    ro.add_argument("--coder", required=True,
+                    help="coder folder: an autoencoder's or a PCA's (maps pca --onnx)")
+    ro.add_argument("--out", required=True, help="route folder (models/maps/NAME)")
+    ro.add_argument("--max-train", type=int, default=None,
+                    help="at most this many training crystals (seeded subsample)")
+    ro.add_argument("--heads", type=int, default=3, help="latent heads (their spread: errors)")
+    ro.add_argument("--threads", type=int, default=None, help="torch threads")
     t = msub.add_parser("train", help="train an autoencoder on the training maps")
     t.add_argument("--cache", required=True, help="map cache folder")
     t.add_argument("--out", required=True, help="run / model folder")
@@ -844,9 +867,8 @@ def _add_maps_parser(sub):
     rt.add_argument("--limit", type=int, default=None, help="only the first N test crystals")
     rt.add_argument("--json", default=None)
     rt.add_argument("--markdown", default=None)
-    rt.add_argument("--pca", default=None,
-                    help="also the AE route with this PCA coder and a latent head fitted on "
-                         "the frozen backbone of --model (insnet_core.nn.latent_head)")
+    rt.add_argument("--routes", nargs="*", default=[],
+                    help="AE route folders (maps route) to score next to the partials route")
     rt.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
 
 
@@ -880,8 +902,17 @@ def _run_maps_evaluate(args, cache):
     return 0
 
 
+def _roundtrip(route, maps, chunk=64):
+    """The route's coder applied to max-normalised maps (encode, decode, unbrighten)."""
+    from insnet_core.nn.mapdata import unbrighten
+    for s in range(0, len(maps), chunk):
+        yield from unbrighten(route.decoder(route.encode(maps[s:s + chunk])))
+
+
 def _run_maps_routes(args, cache):
     import json as _json
+
+    import numpy as np
 
     from insnet_core.dataset.reader import Database
     from insnet_core.nn.map_routes import (mean_map, partials_route_maps, route_markdown,
@@ -899,13 +930,20 @@ def _run_maps_routes(args, cache):
     partials, seconds = partials_route_maps(db, folder, ids, log=lambda m: print(m, flush=True))
     rows = route_table(true, {f"partials ({folder.name})": partials,
                               f"mean of {len(train)} training maps": mean})
-    if args.pca:
-        from insnet_core.nn.latent_head import ae_route_on_test
-        from insnet_core.nn.mapdata import PCABaseline
-        ae_rows, _ = ae_route_on_test(db, cache, PCABaseline.load(args.pca), folder,
-                                      graph_cache=args.graph_cache,
-                                      log=lambda m: print(m, flush=True), test_ids=ids)
-        rows = ae_rows[:1] + rows + ae_rows[1:]
+    for route_folder in args.routes:
+        from insnet_core.nn.map_route import MapRoute, route_maps
+        from insnet_core.nn.predictor import Predictor
+        route = MapRoute(route_folder)
+        same = read_card(folder).get("name", folder.name) == route.predictor_name
+        predictor = Predictor(folder if same else resolve_model(route.predictor_name))
+        maps, sec = route_maps(db, route, predictor, ids, log=lambda m: print(m, flush=True))
+        ceiling = np.stack(list(_roundtrip(route, true)))
+        coder = route.card["coder"]
+        rows = route_table(true, {
+            f"AE route {route.name} ({coder['kind']} coder, {coder['bytes'] / 1e6:.1f} MB)":
+                maps,
+            f"{route.name}'s coder on the true map (the route's ceiling)": ceiling}) + rows
+        print(f"AE route {route.name}: {sec / max(len(ids), 1) * 1e3:.0f} ms per crystal")
     text = route_markdown(rows)
     print(text)
     print(f"partials route: {seconds / max(len(ids), 1) * 1e3:.0f} ms per crystal")
@@ -947,6 +985,23 @@ def run_maps(args):
         pca.save(args.out)
         print(f"PCA-{args.components} fitted on {len(ids)} training maps -> {args.out} "
               f"({pca.nbytes / 1e6:.1f} MB)")
+        if args.onnx:
+            from insnet_core.nn.map_route import write_pca_coder
+            write_pca_coder(pca, args.onnx, storage=args.storage,
+                            fitted_on=f"{len(ids)} training maps")
+            print(f"wrote {args.onnx} (ONNX coder, {args.storage})")
+        return 0
+    if args.maps_command == "route":
+        from insnet_core.dataset.reader import Database
+        from insnet_core.nn.map_route import fit_route
+        from insnet_core.predict import resolve_model
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+        card = fit_route(Database(args.db), cache, resolve_model(args.model), args.coder,
+                         args.out, max_train=args.max_train, heads=args.heads,
+                         log=lambda m: print(m, flush=True))
+        print(f"wrote {args.out} (errors: heads' spread x {card['sigma_scale']:.3g})")
         return 0
     if args.maps_command == "train":
         from insnet_core.nn.autoencoder import AEConfig, AETrainSettings, train_autoencoder

@@ -32,7 +32,10 @@ _PROBLEM_PROPERTY = {
     "final_energy": "FinalEnergy", "bank_angles": "BankAngles",
     "resolution_poly": "ResolutionPolynomial",
     "orders": "Temperature", "display_energy_unit": "EnergyUnit", "potential": "Potential",
+    "map_route": "MapRoute",
 }
+#: MapRoute property values: Default (the better route measured), then the routes.
+MAP_ROUTE_CHOICES = ("Default", "Partials", "AE")
 
 
 def default_method():
@@ -167,6 +170,7 @@ def prediction_arguments(alg):
                   potential=alg.getPropertyValue("Potential") if method == "uMLIP" else None,
                   force_constants=alg.getPropertyValue("ForceConstantsFile") or None,
                   model=alg.getPropertyValue("Model") or None,
+                  map_route=_map_route(alg),
                   instrument=instrument,
                   temperature=float(alg.getProperty("Temperature").value),
                   energy_edges=energy, q_edges=q, display_energy_unit=unit,
@@ -177,6 +181,14 @@ def prediction_arguments(alg):
             bank_angles=alg.getPropertyValue("BankAngles").strip() or None,
             resolution_poly=alg.getPropertyValue("ResolutionPolynomial").strip() or None)
     return kwargs, template, problems
+
+
+def _map_route(alg):
+    """The MapRoute property as predict's map_route (None: the default route)."""
+    if not alg.existsProperty("MapRoute"):
+        return None
+    value = alg.getPropertyValue("MapRoute")
+    return None if value in ("", "Default") else value.lower()
 
 
 def property_problems(alg):
@@ -210,6 +222,9 @@ def output_parts(result, contributions, template=None):
     """
     if contributions not in CONTRIBUTIONS:
         raise InputError(f"Contributions must be one of {CONTRIBUTIONS}, got {contributions!r}")
+    if contributions != "Total" and not (result.by_element or result.by_order):
+        raise InputError(f"Contributions {contributions}: this result has the total only (the "
+                         "AE map route); choose MapRoute 'partials' for contributions")
     parts = [("total", result.total)]
     if contributions == "ByElement":
         parts += list(result.by_element.items())

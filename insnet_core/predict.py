@@ -36,7 +36,7 @@ import numpy as np
 from insnet_core import InputError, __version__
 from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "PredictionRequest", "plan", "find_problems",
+__all__ = ["METHODS", "DEFAULT_METHOD", "MAP_ROUTES", "default_map_route", "load_map_route", "PredictionRequest", "plan", "find_problems",
            "predict", "rebin_result", "resolve_force_constants", "force_constants_formula",
            "check_consistency", "available_models", "default_model", "resolve_model",
            "load_predictor"]
@@ -45,6 +45,8 @@ __all__ = ["METHODS", "DEFAULT_METHOD", "PredictionRequest", "plan", "find_probl
 METHODS = ("Physics", "ML", "uMLIP")
 #: Used until trained models ship.
 DEFAULT_METHOD = "Physics"
+#: Map routes of Method 'ML' (see :func:`predict`).
+MAP_ROUTES = ("partials", "ae")
 
 _MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 _FC_FILE_NAMES = ("phonopy.conf", "FORCE_SETS", "FORCE_CONSTANTS", "POSCAR-unitcell", "BORN")
@@ -242,6 +244,74 @@ def load_predictor(folder):
     return _PREDICTORS[key]
 
 
+def _route_cards():
+    """{folder: card} of the AE route folders shipped in ``models/maps`` (no torch)."""
+    import json
+    out = {}
+    folder = _MODELS_DIR / "maps"
+    for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            card = json.loads((p / "card.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(card, dict) and card.get("kind") == "ae-route":
+            out[p] = card
+    return out
+
+
+def default_map_route():
+    """'ae' when a shipped AE route's card says it is the better map route, else 'partials'."""
+    return ("ae" if any(c.get("default_map_route") == "ae" for c in _route_cards().values())
+            else "partials")
+
+
+def _check_map_route(map_route, method, inst, model_folder, problems):
+    """(route, AE route folder or None) of a request; problems filed under 'map_route'."""
+    explicit = map_route not in (None, "")
+    route = str(map_route).strip().lower() if explicit else None
+    if explicit and route not in MAP_ROUTES:
+        problems["map_route"] = (f"map route must be one of {', '.join(MAP_ROUTES)}, got "
+                                 f"{str(map_route)[:40]!r}")
+        return None, None
+    if method != "ML" or inst is None or not inst.is_map:
+        if explicit and route == "ae":
+            problems["map_route"] = ("the AE route gives |Q|-E maps with Method 'ML' "
+                                     "(SEQUOIA, Ideal2D) only")
+        return None, None
+    route = route or default_map_route()
+    if route != "ae":
+        return route, None
+    if model_folder is None:
+        return route, None   # the model's own problem is reported
+    import json
+    try:
+        name = json.loads((Path(model_folder) / "card.json").read_text()).get("name")
+    except (OSError, ValueError):
+        name = None
+    name = name or Path(model_folder).name
+    cards = _route_cards()
+    matching = [f for f, c in cards.items() if c.get("predictor") == name]
+    if not matching:
+        shipped = ", ".join(f"{f.name} (for {c.get('predictor')})" for f, c in cards.items())
+        problems["map_route"] = (f"no AE route model is shipped for model {name!r}"
+                                 + (f"; shipped: {shipped}" if shipped else "")
+                                 + "; use map route 'partials'")
+        return route, None
+    return route, str(matching[0])
+
+
+_MAP_ROUTES = {}
+
+
+def load_map_route(folder):
+    """The :class:`~insnet_core.nn.map_route.MapRoute` of a route folder, loaded once."""
+    key = str(Path(folder).resolve())
+    if key not in _MAP_ROUTES:
+        from insnet_core.nn.map_route import MapRoute
+        _MAP_ROUTES[key] = MapRoute(folder)
+    return _MAP_ROUTES[key]
+
+
 # ----------------------------------------------------------------------------
 # request checking
 # ----------------------------------------------------------------------------
@@ -266,6 +336,10 @@ class PredictionRequest:
     potential: str | None = None
     #: largest cell accepted (None: the defaults of the structure reader and the model)
     max_atoms: int | None = None
+    #: Method 'ML' on a map instrument: 'partials' (engine on the predicted DOS) or 'ae'
+    map_route: str | None = None
+    #: the AE route's folder (``models/maps/<name>``) when map_route is 'ae'
+    map_route_model: str | None = None
 
     def model_max_atoms(self):
         """The atom limit handed to the model (its own default unless raised)."""
@@ -284,6 +358,7 @@ class PredictionRequest:
             "instrument": repr(sorted((k, repr(v)) for k, v in inst.describe().items())),
             "temperature": repr(float(self.settings.temperature)),
             "orders": repr(self.settings.orders),
+            "map_route": self.map_route or "",
         }
 
 
@@ -360,7 +435,7 @@ def _check_umlip(force_constants, model, potential, problems):
 def _check_all(structure_file, method, force_constants, model, instrument, temperature,
                energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
                chopper_frequency, final_energy=None, bank_angles=None, resolution_poly=None,
-               potential=None, max_atoms=None):
+               potential=None, max_atoms=None, map_route=None):
     """Return (problems dict, PredictionRequest or None)."""
     from insnet_core.defaults import check_orders_setting as check_orders
     from insnet_core.incoherent import check_temperature
@@ -444,20 +519,22 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
             raise InputError("display energy unit must be meV or cm-1")
     except InputError as exc:
         problems["display_energy_unit"] = str(exc)
+    route, route_folder = _check_map_route(map_route, method, inst, model_folder, problems)
     if problems:
         return problems, None
     return {}, PredictionRequest(structure=structure, method=method, force_constants=fc,
                                  model=str(model_folder) if model_folder else None,
                                  settings=settings, display_energy_unit=unit,
                                  potential=potential if method == "uMLIP" else None,
-                                 max_atoms=max_atoms)
+                                 max_atoms=max_atoms, map_route=route,
+                                 map_route_model=route_folder)
 
 
 def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
                   instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
                   q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
                   chopper_package=None, chopper_frequency=None, final_energy=None,
-                  bank_angles=None, resolution_poly=None, potential=None):
+                  bank_angles=None, resolution_poly=None, potential=None, map_route=None):
     """Every problem with a prediction request, computing nothing expensive.
 
     Parameters are those of :func:`predict`.
@@ -469,13 +546,13 @@ def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, m
         ``model``, ``force_constants``, ``instrument``, ``ei``,
         ``chopper_package``, ``chopper_frequency``, ``final_energy``,
         ``bank_angles``, ``resolution_poly``, ``temperature``, ``orders``,
-        ``energy_binning``, ``q_binning``, ``display_energy_unit``; empty when
-        the request is valid.
+        ``energy_binning``, ``q_binning``, ``display_energy_unit``, ``map_route``;
+        empty when the request is valid.
     """
     problems, _ = _check_all(structure_file, method, force_constants, model, instrument,
                              temperature, energy_edges, q_edges, display_energy_unit, orders,
                              ei, chopper_package, chopper_frequency, final_energy, bank_angles,
-                             resolution_poly, potential)
+                             resolution_poly, potential, map_route=map_route)
     return problems
 
 
@@ -483,12 +560,12 @@ def plan(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None
          instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
          q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
          chopper_package=None, chopper_frequency=None, final_energy=None, bank_angles=None,
-         resolution_poly=None, potential=None, max_atoms=None):
+         resolution_poly=None, potential=None, max_atoms=None, map_route=None):
     """Check a request and return a :class:`PredictionRequest`; InputError lists all problems."""
     problems, request = _check_all(structure_file, method, force_constants, model, instrument,
                                    temperature, energy_edges, q_edges, display_energy_unit,
                                    orders, ei, chopper_package, chopper_frequency, final_energy,
-                                   bank_angles, resolution_poly, potential, max_atoms)
+                                   bank_angles, resolution_poly, potential, max_atoms, map_route)
     if problems:
         raise InputError("; ".join(f"{k}: {v}" for k, v in problems.items()))
     return request
@@ -584,10 +661,25 @@ def _run_ml(request, report, raw=None):
     report(0.05, "loading model")
     predictor = load_predictor(request.model)
     report(0.2, "network")
-    if raw is None:
-        raw = predictor.raw([request.structure], max_atoms=request.model_max_atoms())[0]
+    use_ae = request.map_route == "ae"
+    if raw is None or (use_ae and raw.get("features") is None):
+        raw = predictor.raw([request.structure], max_atoms=request.model_max_atoms(),
+                            features=use_ae)[0]
     report(0.4, "engine")
-    result = predictor.simulate(request.structure, s, raw, vision_route=request.vision_route)
+    if use_ae:
+        route = load_map_route(request.map_route_model)
+        result = route.simulate(request.structure, s, predictor, raw)
+        meta = {"prediction_method": "ML", "model": predictor.name,
+                "map_route": "ae", "map_route_model": route.name,
+                "errors": "latent heads' spread, calibrated on the validation maps"}
+        if raw["warnings"]:
+            meta["warnings"] = " | ".join(raw["warnings"])
+        result.total.metadata.update(meta)
+    else:
+        result = predictor.simulate(request.structure, s, raw, vision_route=request.vision_route)
+        if request.map_route:
+            for spec in [result.total, *result.by_element.values(), *result.by_order.values()]:
+                spec.metadata["map_route"] = request.map_route
     if not (np.array_equal(result.total.energy_edges, s.energy_edges)
             and (s.q_edges is None or np.array_equal(result.total.q_edges, s.q_edges))):
         result = rebin_result(result, s.energy_edges, s.q_edges)
@@ -613,7 +705,7 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
             q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
             chopper_package=None, chopper_frequency=None, final_energy=None,
             bank_angles=None, resolution_poly=None, vision_route=None, progress=None,
-            potential=None, max_atoms=None):
+            potential=None, max_atoms=None, map_route=None):
     """Predict the INS spectrum of the crystal in ``structure_file``.
 
     Parameters
@@ -656,6 +748,10 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     max_atoms : int, optional
         Largest cell accepted (default: 500 atoms for the structure reader, the model's
         limit of 1000 for Method 'ML'); large amorphous cells need it raised.
+    map_route : {'partials', 'ae'}, optional
+        Method 'ML', maps only: the engine on the predicted partial DOS, or the
+        autoencoder route (latent heads + ONNX decoder, :mod:`insnet_core.nn.map_route`;
+        total only). Default: :func:`default_map_route`.
 
     Returns
     -------
@@ -672,7 +768,7 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     request = plan(structure_file, method, force_constants, model, instrument, temperature,
                    energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
                    chopper_frequency, final_energy, bank_angles, resolution_poly, potential,
-                   max_atoms)
+                   max_atoms, map_route)
     if vision_route is not None:
         if vision_route not in ("partials", "head"):
             raise InputError(f"vision_route must be 'partials' or 'head', got {vision_route!r}")

@@ -25,14 +25,11 @@ def test_partials_route_maps_come_from_the_predictor(tiny_model, tmp_path, capsy
     cache = tmp_path / "maps"
     assert main(["maps", "build", "--db", str(DB_ROOT), "--out", str(cache), "--limit", "80"]) == 0
     capsys.readouterr()
-    assert main(["maps", "pca", "--cache", str(cache), "--out", str(tmp_path / "pca.npz"),
-                 "--components", "3"]) == 0
     assert main(["maps", "routes", "--cache", str(cache), "--db", str(DB_ROOT), "--model",
-                 str(tiny_model), "--limit", "2", "--json", str(tmp_path / "r.json"),
-                 "--pca", str(tmp_path / "pca.npz")]) == 0
+                 str(tiny_model), "--limit", "2", "--json", str(tmp_path / "r.json")]) == 0
     out = json.loads((tmp_path / "r.json").read_text())
     assert len(out["ids"]) == 2 and [r["name"].split()[0] for r in out["rows"]] == [
-        "AE", "partials", "mean", "PCA-3"]
+        "partials", "mean"]
     assert all(r["n"] == 2 for r in out["rows"])
     # the route's map is the predictor's Ideal2D map, max-normalised
     db = database()

@@ -1,18 +1,16 @@
-"""A first latent head: the predictor's backbone, frozen, and a small network to 50 latents.
+"""Latent heads: small networks from per-crystal features to a coder's latents.
 
-Structure -> backbone (member 0 of a predictor model: the e3nn convolutions up to the
-per-atom scalars) -> mean and max over the atoms (2 x out_dim numbers per crystal) -> MLP ->
-the coder's latents (standardised PCA scores or autoencoder latents) -> the coder's ONNX
-decoder -> map. The backbone is not retrained, so the head trains in minutes on a CPU;
-a head trained with the backbone is the next step.
+The features are the predictor's pooled backbone outputs (member 0, frozen: the e3nn
+convolutions up to the per-atom scalars, mean and max over the atoms), to which the AE
+route (:mod:`insnet_core.nn.map_route`) adds the latents of the engine's map of the
+predicted DOS. The backbone is not retrained, so a head trains in minutes on a CPU.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["backbone_features", "LatentMLP", "fit_latent_head", "predict_latents",
-           "ae_route_on_test"]
+__all__ = ["backbone_features", "LatentMLP", "fit_latent_head", "predict_latents"]
 
 
 def backbone_features(gs, model, positions, batch_size=32):
@@ -23,15 +21,7 @@ def backbone_features(gs, model, positions, batch_size=32):
     with torch.no_grad():
         for s in range(0, len(positions), batch_size):
             batch = collate(gs, positions[s:s + batch_size])
-            h = model.node_features(batch)
-            index = batch["node_graph"]
-            n = batch["n_graphs"]
-            total = h.new_zeros((n, h.shape[1])).index_add_(0, index, h)
-            count = h.new_zeros(n).index_add_(0, index, torch.ones_like(index, dtype=h.dtype))
-            mean = total / count[:, None]
-            mx = h.new_full((n, h.shape[1]), -torch.inf).scatter_reduce_(
-                0, index[:, None].expand_as(h), h, reduce="amax")
-            out.append(torch.cat([mean, mx], dim=1).numpy())
+            out.append(model(batch, features=True)["features"].numpy())
     return np.concatenate(out)
 
 
@@ -92,49 +82,3 @@ def predict_latents(model, scalers, x):
     with torch.no_grad():
         z = model(torch.from_numpy(((x - scalers["xm"]) / scalers["xs"]).astype(np.float32)))
     return z.numpy() * scalers["ys"] + scalers["ym"]
-
-
-def ae_route_on_test(db, cache, pca, model_folder, graph_cache=None, log=print, test_ids=None):
-    """The AE route end to end with this head, scored on the predictor's test crystals.
-
-    Fits the head on the autoencoder's training part (validation part for early stopping):
-    features from member 0 of ``model_folder``, targets the PCA scores of the true maps.
-    Returns (rows for :func:`insnet_core.nn.map_routes.route_table`-style markdown, ids).
-    """
-    from insnet_core.nn.card import load_models
-    from insnet_core.nn.data import build_graph_set
-    from insnet_core.nn.map_routes import route_table
-    from insnet_core.nn.mapdata import ae_part, unbrighten
-
-    ids = [m for m in cache.ids if cache.done[cache.index[m]]]
-    gs = build_graph_set(db, ids=ids, cache_dir=graph_cache)
-    models, card = load_models(model_folder)
-    known = set(card["elements"])
-    parts = {}
-    for i, m in enumerate(gs.ids):
-        parts.setdefault(ae_part(m), []).append(i)
-    if test_ids is not None:
-        where = {m: i for i, m in enumerate(gs.ids)}
-        parts["predictor-test"] = [where[m] for m in test_ids]
-    else:
-        parts["predictor-test"] = [i for i in parts.get("predictor-test", [])
-                                   if set(map(str, db.record(gs.ids[i])["species"])) <= known]
-    feats, scores = {}, {}
-    for p in ("train", "validation", "predictor-test"):
-        pos = np.array(parts.get(p, []), dtype=np.int64)
-        feats[p] = backbone_features(gs, models[0], pos)
-        chunks = [pca.encode(cache.get([gs.ids[i] for i in pos[s:s + 256]]))
-                  for s in range(0, len(pos), 256)]
-        scores[p] = np.concatenate(chunks)
-        log(f"{p}: {len(pos)} crystals")
-    model, scalers, history = fit_latent_head(feats["train"], scores["train"],
-                                              feats["validation"], scores["validation"])
-    log(f"head: {len(history)} epochs, best validation {min(history):.4f} (standardised)")
-    test = [gs.ids[i] for i in parts["predictor-test"]]
-    true = cache.get(test)
-    pred = unbrighten(pca.decode(predict_latents(model, scalers, feats["predictor-test"])))
-    ceiling = unbrighten(pca.decode(scores["predictor-test"]))
-    name = f"AE route: PCA-{len(pca.components)} + latent head on {card.get('name')}'s backbone"
-    rows = route_table(true, {name: pred, f"PCA-{len(pca.components)} of the true map "
-                                          "(the route's ceiling)": ceiling})
-    return rows, test

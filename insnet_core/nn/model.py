@@ -177,7 +177,7 @@ class INSNet(torch.nn.Module):
             x = block(x, z, src, dst, edge_attr, length_emb)
         return self.out_conv(x, z, src, dst, edge_attr, length_emb)
 
-    def forward(self, batch):
+    def forward(self, batch, features=False):
         """Predictions for a batch of graphs.
 
         Parameters
@@ -186,16 +186,23 @@ class INSNet(torch.nn.Module):
             ``numbers`` (n,) int64, ``masses`` (n,), ``edge_src``/``edge_dst`` (m,)
             int64, ``edge_vec`` (m, 3) angstrom, ``node_graph`` (n,) int64 graph
             index of each node, ``n_graphs`` int.
+        features : bool
+            Also return the backbone's per-crystal features (what the map route's latent
+            head reads).
 
         Returns
         -------
         dict
             ``vision``: (n_graphs, n_vision), max-normalised (if the head exists);
-            ``dos``: (n_nodes, 3, dos_bins), each row summing to one (if it exists).
+            ``dos``: (n_nodes, 3, dos_bins), each row summing to one (if it exists);
+            ``features``: (n_graphs, 2 * per-atom scalars), :func:`pooled_features`
+            (when asked for).
         """
         c = self.config
         h = self.node_features(batch)
         out = {}
+        if features:
+            out["features"] = pooled_features(h, batch["node_graph"], batch["n_graphs"])
         if "vision" in c.heads:
             per_atom = h if c.kind == "reference" else self.vision_head(h)
             out["vision"] = max_normalise(torch.relu(
@@ -204,6 +211,14 @@ class INSNet(torch.nn.Module):
             logits = self.dos_head(h).view(-1, 3, c.dos_bins)
             out["dos"] = torch.softmax(logits, dim=-1)
         return out
+
+
+def pooled_features(h, index, n_graphs):
+    """Mean and maximum of per-atom scalars ``h`` (n_nodes, k) over each crystal: (n, 2k)."""
+    mean = graph_mean(h, index, n_graphs)
+    mx = h.new_full((n_graphs, h.shape[1]), -torch.inf).scatter_reduce_(
+        0, index[:, None].expand_as(h), h, reduce="amax")
+    return torch.cat([mean, mx], dim=1)
 
 
 def graph_mean(values, index, n_graphs):

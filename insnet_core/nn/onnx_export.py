@@ -117,37 +117,49 @@ class OnnxHalf:
         return self.session.run(None, {self.input: x})[0]
 
 
-def export_pca(pca, folder):
+def export_pca(pca, folder, storage="float32"):
     """Write a PCA coder as ``encoder.onnx`` / ``decoder.onnx``, the autoencoders' interface.
 
     Encoder: brightened maps (n, 300, 300) -> scores (n, k) = (x - mean) @ components.T;
     decoder: scores -> clip(scores @ components + mean, 0, 1) as (n, 300, 300). A linear
-    autoencoder, so that the map route runs any coder the same way.
+    autoencoder, so that the map route runs any coder the same way. ``storage``
+    ``'float16'`` keeps the components and mean as float16 in the files (half the bytes;
+    cast to float32 in the graph, so the arithmetic stays float32).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    if storage not in ("float32", "float16"):
+        raise ValueError(f"storage must be float32 or float16, got {storage!r}")
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     rows, cols = _map_shape()
-    comps = np.asarray(pca.components, dtype=np.float32)
-    mean = np.asarray(pca.mean, dtype=np.float32)
+    dtype = np.float16 if storage == "float16" else np.float32
+    comps = np.asarray(pca.components, dtype=dtype)
+    mean = np.asarray(pca.mean, dtype=dtype)
     k = comps.shape[0]
 
     def const(name, array):
         return numpy_helper.from_array(np.asarray(array), name)
 
+    def stored(name):
+        """Nodes turning stored constant ``name`` into float32 tensor ``name + '_f'``."""
+        return [helper.make_node("Cast", [name], [name + "_f"], to=TensorProto.FLOAT)]
+
     enc = helper.make_graph(
+        stored("mean") + stored("components_t") +
         [helper.make_node("Reshape", ["maps", "flat_shape"], ["flat"]),
-         helper.make_node("Sub", ["flat", "mean"], ["centred"]),
-         helper.make_node("MatMul", ["centred", "components_t"], ["latent"])],
+         helper.make_node("Sub", ["flat", "mean_f"], ["centred"]),
+         helper.make_node("MatMul", ["centred", "components_t_f"], ["latent"])],
         "pca_encoder",
         [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["n", rows, cols])],
         [helper.make_tensor_value_info("latent", TensorProto.FLOAT, ["n", k])],
         [const("flat_shape", np.array([-1, rows * cols], dtype=np.int64)),
          const("mean", mean), const("components_t", np.ascontiguousarray(comps.T))])
     dec = helper.make_graph(
-        [helper.make_node("MatMul", ["latent", "components"], ["flat"]),
-         helper.make_node("Add", ["flat", "mean"], ["shifted"]),
+        stored("components") + stored("mean") +
+        [helper.make_node("MatMul", ["latent", "components_f"], ["flat"]),
+         helper.make_node("Add", ["flat", "mean_f"], ["shifted"]),
          helper.make_node("Clip", ["shifted", "zero", "one"], ["clipped"]),
          helper.make_node("Reshape", ["clipped", "map_shape"], ["maps"])],
         "pca_decoder",

@@ -104,7 +104,7 @@ class Predictor:
         return out
 
     # ------------------------------------------------------------ raw outputs
-    def raw(self, structures, max_atoms=MAX_ATOMS, cache=True):
+    def raw(self, structures, max_atoms=MAX_ATOMS, cache=True, features=False):
         """Head outputs of every member for a list of structures.
 
         A single structure's outputs are remembered (``RAW_CACHE_SIZE`` of them) unless
@@ -114,34 +114,38 @@ class Predictor:
         -------
         list of dict
             Per structure: ``vision`` (n_members, 119) or None, ``dos``
-            (n_members, n_el, 3, bins) or None, ``elements`` (list), ``warnings``.
+            (n_members, n_el, 3, bins) or None, ``elements`` (list), ``warnings``;
+            with ``features``, also ``features``: member 0's pooled backbone features
+            (the map route's input, :func:`insnet_core.nn.model.pooled_features`).
         """
         if len(structures) == 1 and cache:
-            key = (structures[0].hash(), str(structures[0].source), max_atoms)
+            key = (structures[0].hash(), str(structures[0].source), max_atoms, features)
             with self._raw_lock:
                 if key in self._raw_cache:
                     self._raw_cache.move_to_end(key)
                     return [_copy_entry(self._raw_cache[key])]
-            result = self._raw(structures, max_atoms)
+            result = self._raw(structures, max_atoms, features)
             with self._raw_lock:
                 self._raw_cache[key] = _copy_entry(result[0])
                 while len(self._raw_cache) > RAW_CACHE_SIZE:
                     self._raw_cache.popitem(last=False)
             return result
-        return self._raw(structures, max_atoms)
+        return self._raw(structures, max_atoms, features)
 
-    def _raw(self, structures, max_atoms):
+    def _raw(self, structures, max_atoms, features=False):
         checked = [self.check(s, max_atoms) for s in structures]
         batch = graph_batch([g for g, _ in checked])
         outs = []
         with torch.no_grad():
-            for m in self.models:
-                outs.append(m(batch))
+            for k, m in enumerate(self.models):
+                outs.append(m(batch, features=features and k == 0))
         node_graph = batch["node_graph"].numpy()
         results = []
         for b, (s, (graph, warnings)) in enumerate(zip(structures, checked)):
             elements = sorted(set(s.species), key=s.species.index)
             entry = {"elements": elements, "warnings": warnings, "vision": None, "dos": None}
+            if features:
+                entry["features"] = outs[0]["features"][b].numpy().astype(float)
             if "vision" in self.config.heads:
                 entry["vision"] = np.stack([o["vision"][b].numpy() for o in outs]).astype(float)
             if "dos" in self.config.heads:

@@ -103,6 +103,12 @@ class PredictINSFromCIF(PythonAlgorithm):
         self.declareProperty(
             "Model", "", doc="ML model: a name in insnet's models/ folder or a model folder "
                              "(Method ML only; empty: the shipped default).")
+        self.declareProperty(
+            "MapRoute", "Default", validator=StringListValidator(support.MAP_ROUTE_CHOICES),
+            doc="Method ML, maps (SEQUOIA, Ideal2D): Partials = the physics engine on the "
+                "predicted partial DOS; AE = the autoencoder route (latent heads + ONNX "
+                "decoder of the 0 K ideal map, then the instrument; Total only). Default: "
+                "the route measured better (Partials).")
         names, default = support.potentials()
         self.declareProperty(
             "Potential", default, validator=StringListValidator(names),
