@@ -2,7 +2,8 @@
 """Speed of the ML route (structure -> spectrum) against the physics route, CPU.
 
 Prints a markdown table; a benchmark, not a test, it asserts nothing. Goals (issue):
-VISION <= 20 ms at 100 atoms (warm), SEQUOIA map on a SofQW-style binning <= 100 ms,
+VISION <= 20 ms at 100 atoms (warm), SEQUOIA map on a SofQW-style binning <= 100 ms
+(the partials route; the AE route of a shipped route folder is timed next to it),
 cold start (imports + model load + one prediction) <= 3 s.
 
 Rows (wall clock, median of ``--repeats``, torch threads = ``--threads``):
@@ -114,7 +115,16 @@ def main():
     t_map = _timed(lambda: pred.simulate(base, seq, pred.raw([base], cache=False)[0]),
                    args.repeats)
     rows.append((f"SEQUOIA Ei 160 meV, {seq.q_edges.size - 1}x{seq.energy_edges.size - 1} "
-                 f"bins, {base.n_atoms} atoms", t_map, ""))
+                 f"bins, {base.n_atoms} atoms", t_map, "partials route (the default)"))
+    from insnet_core.predict import _route_cards, load_map_route
+    for route_folder, card in _route_cards().items():
+        if card.get("predictor") != pred.name:
+            continue
+        route = load_map_route(route_folder)
+        t_ae = _timed(lambda: route.simulate(base, seq, pred, pred.raw(
+            [base], cache=False, features=True)[0]), args.repeats)
+        rows.append((f"the same map through the AE route {route.name}", t_ae,
+                     f"AE / partials = {t_ae / t_map:.2f}"))
     # batch throughput: 32 copies of slightly strained cells through one network call
     cells = [_supercell(base, (1, 1, 1)) for _ in range(32)]
     t_batch = _timed(lambda: [pred.simulate(c, vision, r)
