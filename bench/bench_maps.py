@@ -37,6 +37,17 @@ def _timed(fn, repeats):
     return statistics.median(out)
 
 
+def _shipped_model_files():
+    """Files under models/ that git tracks (what a clone ships); all files without git."""
+    import subprocess
+    try:
+        out = subprocess.run(["git", "ls-files", "models"], cwd=REPO, check=True,
+                             capture_output=True, text=True).stdout.split()
+        return [REPO / f for f in out]
+    except (OSError, subprocess.CalledProcessError):
+        return sorted(p for p in (REPO / "models").rglob("*") if p.is_file())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="trained compact AE folder")
@@ -93,6 +104,17 @@ def main():
               f"{r['decode1'] * 1e3:.2f} ms | {r['decode32'] * 1e3:.2f} ms | "
               f"{r['encode1'] * 1e3:.2f} ms | {r['bytes'] / base['bytes']:.4f} | "
               f"{r['decode1'] / base['decode1']:.3f} |")
+    by_folder = {}
+    for p in _shipped_model_files():
+        rel = p.relative_to(REPO / "models").parts
+        key = "/".join(rel[:2] if rel[0] in ("maps", "baselines") else rel[:1])
+        by_folder[key] = by_folder.get(key, 0) + p.stat().st_size
+    print()
+    print("| shipped model folder | bytes |")
+    print("|---|---:|")
+    for key, size in sorted(by_folder.items()):
+        print(f"| models/{key} | {size / 1e6:.1f} MB |")
+    print(f"| all shipped models (goal <= 100 MB) | {sum(by_folder.values()) / 1e6:.1f} MB |")
 
 
 if __name__ == "__main__":
