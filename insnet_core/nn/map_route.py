@@ -134,22 +134,27 @@ class MapRoute:
                 out.append(z.numpy() * sc["ys"] + sc["ym"] + p0_latents)
         return np.stack(out)
 
-    def maps(self, features, p0_maps):
-        """Mean and calibrated error of the heads' maps, each (n, 300, 300), max-normalised.
+    def decoded(self, features, p0_latents):
+        """Every head's unbrightened map, (n_heads, n, 300, 300)."""
+        z = self.latents(features, p0_latents)
+        n_heads, n, k = z.shape
+        return unbrighten(self.decoder(z.reshape(n_heads * n, k))).reshape(
+            n_heads, n, *MAP_SHAPE)
 
-        Error: :func:`insnet_core.nn.evaluate.calibrated_sigma` of the heads' spread with
-        the card's scale and floor (fitted on the validation maps).
+    def maps(self, features, p0_maps):
+        """Mean and calibrated error of the heads' maps, each (n, 300, 300).
 
         ``p0_maps``: the engine's 0 K maps of the predicted DOS (n, 300, 300), any scale.
+        The maps are on the coder's scale (maximum about 1). Error:
+        :func:`insnet_core.nn.evaluate.calibrated_sigma` of the heads' spread with the
+        card's scale and floor (fitted on the validation maps by :func:`fit_route`).
         """
-        p0 = max_normalise(np.asarray(p0_maps, dtype=np.float32))
-        z = self.latents(features, self.encode(p0))
-        n_heads, n, k = z.shape
-        decoded = unbrighten(self.decoder(z.reshape(n_heads * n, k))).reshape(
-            n_heads, n, *MAP_SHAPE)
         from insnet_core.nn.evaluate import calibrated_sigma
+        p0 = max_normalise(np.asarray(p0_maps, dtype=np.float32))
+        decoded = self.decoded(features, self.encode(p0))
+        n = decoded.shape[1]
         mean = decoded.mean(axis=0)
-        spread = decoded.std(axis=0, ddof=1) if n_heads > 1 else np.zeros_like(mean)
+        spread = decoded.std(axis=0, ddof=1) if len(decoded) > 1 else np.zeros_like(mean)
         err = calibrated_sigma(spread.reshape(n, -1), mean.reshape(n, -1), self.sigma_scale,
                                self.sigma_floor)
         return mean, err.reshape(mean.shape)
@@ -319,14 +324,14 @@ def fit_route(db, cache, predictor_folder, coder_folder, out, max_train=None, he
                      "split": "insnet_core.nn.mapdata.ae_part (predictor-test never used)"},
     }
     write_json_card(out, {**card, "sigma_scale": 1.0}, ROUTE_CARD_FORMAT)
-    # errors: the heads' spread, scaled to cover the validation maps' truth at 1 sigma
+    # errors: the heads' spread widened (and floored) to cover the validation maps' truth
+    # at 1 and 2 sigma; x_v holds [features, P0 latents]
     route = MapRoute(out)
     val_maps = np.asarray(cache.get(val), dtype=np.float32)
     mean, spread = [], []
     for s in range(0, len(val), 64):
-        z = route.latents(x_v[s:s + 64, :-zp_v.shape[1]], zp_v[s:s + 64])
-        dec = unbrighten(route.decoder(z.reshape(-1, z.shape[-1]))).reshape(
-            z.shape[0], -1, MAP_SHAPE[0] * MAP_SHAPE[1])
+        dec = route.decoded(x_v[s:s + 64, :-zp_v.shape[1]], zp_v[s:s + 64])
+        dec = dec.reshape(dec.shape[0], dec.shape[1], -1)
         mean.append(dec.mean(axis=0))
         spread.append(dec.std(axis=0, ddof=1) if heads > 1 else np.zeros_like(dec[0]))
     k, b = fit_sigma_model(np.concatenate(mean), np.concatenate(spread),
