@@ -175,7 +175,7 @@ class LiveOverlay:
     Parameters
     ----------
     structure_file, method, force_constants, model, instrument, temperature,
-    ei, chopper_package, chopper_frequency, orders :
+    ei, chopper_package, chopper_frequency, orders, map_route :
         As for :func:`insnet_core.predict.predict` (checked at once).
     fine_energy_step, fine_q_step : float
         Steps of the cached fine grid (meV, 1/A).
@@ -187,12 +187,13 @@ class LiveOverlay:
                  instrument="SEQUOIA", temperature=DEFAULT_TEMPERATURE_K, ei=None,
                  chopper_package=None, chopper_frequency=None, orders=DEFAULT_ORDERS,
                  fine_energy_step=FINE_ENERGY_STEP,
-                 fine_q_step=FINE_Q_STEP, cache=None):
+                 fine_q_step=FINE_Q_STEP, cache=None, map_route=None):
         from insnet_core.predict import plan
         self._args = dict(structure_file=structure_file, method=method,
                           force_constants=force_constants, model=model, instrument=instrument,
                           temperature=temperature, ei=ei, chopper_package=chopper_package,
-                          chopper_frequency=chopper_frequency, orders=orders)
+                          chopper_frequency=chopper_frequency, orders=orders,
+                          map_route=map_route)
         self._request = plan(**self._args)  # raises InputError at once on bad settings
         self.fine_energy_step = float(fine_energy_step)
         self.fine_q_step = float(fine_q_step)

@@ -164,3 +164,17 @@ def test_maps_routes_scores_an_ae_route(route, tiny_model, capsys, tmp_path):
     assert names[0].startswith("AE route tiny-route") and "ceiling" in names[1]
     assert names[2].startswith("partials") and names[3].startswith("mean")
     assert all(r["n"] == 2 for r in rows)
+
+
+def test_live_overlay_with_the_ae_route(shipped, tiny_model, known):
+    from insnet_core.live import LiveOverlay, PredictionCache
+    overlay = LiveOverlay(known, method="ML", model=str(tiny_model), instrument="SEQUOIA",
+                          ei=100.0, temperature=5.0, cache=PredictionCache(), map_route="ae")
+    e = np.linspace(-20.0, 80.0, 101)
+    q = np.linspace(0.0, 6.0, 61)
+    first = overlay.overlay_for((e, q, "meV"))
+    assert first.metadata["map_route"] == "ae"
+    assert np.array_equal(first.energy_edges, e) and np.nanmax(first.values) > 0
+    partials = LiveOverlay(known, method="ML", model=str(tiny_model), instrument="SEQUOIA",
+                           ei=100.0, temperature=5.0, cache=overlay.cache)
+    assert partials.overlay_for((e, q, "meV")).metadata["map_route"] == "partials"
