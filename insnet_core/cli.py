@@ -869,6 +869,8 @@ def _add_maps_parser(sub):
     rt.add_argument("--markdown", default=None)
     rt.add_argument("--routes", nargs="*", default=[],
                     help="AE route folders (maps route) to score next to the partials route")
+    rt.add_argument("--write-cards", action="store_true",
+                    help="write the table and the default map route into each route's card")
     rt.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
 
 
@@ -930,6 +932,8 @@ def _run_maps_routes(args, cache):
     partials, seconds = partials_route_maps(db, folder, ids, log=lambda m: print(m, flush=True))
     rows = route_table(true, {f"partials ({folder.name})": partials,
                               f"mean of {len(train)} training maps": mean})
+    partials_name = rows[0]["name"]
+    recorded = []
     for route_folder in args.routes:
         from insnet_core.nn.map_route import MapRoute, route_maps
         from insnet_core.nn.predictor import Predictor
@@ -939,11 +943,20 @@ def _run_maps_routes(args, cache):
         maps, sec = route_maps(db, route, predictor, ids, log=lambda m: print(m, flush=True))
         ceiling = np.stack(list(_roundtrip(route, true)))
         coder = route.card["coder"]
+        name = f"AE route {route.name} ({coder['kind']} coder, {coder['bytes'] / 1e6:.1f} MB)"
         rows = route_table(true, {
-            f"AE route {route.name} ({coder['kind']} coder, {coder['bytes'] / 1e6:.1f} MB)":
-                maps,
+            name: maps,
             f"{route.name}'s coder on the true map (the route's ceiling)": ceiling}) + rows
+        recorded.append((route_folder, name))
         print(f"AE route {route.name}: {sec / max(len(ids), 1) * 1e3:.0f} ms per crystal")
+    if args.write_cards:
+        from insnet_core.nn.map_route import record_route_table
+        command = (f"insnet maps routes --cache {args.cache} --db {args.db} --model "
+                   f"{folder.name} --routes {' '.join(map(str, args.routes))}"
+                   + (f" --limit {args.limit}" if args.limit else ""))
+        for route_folder, name in recorded:
+            choice = record_route_table(route_folder, rows, name, partials_name, command)
+            print(f"{route_folder}: default map route {choice}")
     text = route_markdown(rows)
     print(text)
     print(f"partials route: {seconds / max(len(ids), 1) * 1e3:.0f} ms per crystal")

@@ -154,16 +154,24 @@ def test_predict_ins_from_cif_map_route(shipped, tiny_model, known):
 
 
 def test_maps_routes_scores_an_ae_route(route, tiny_model, capsys, tmp_path):
+    import shutil
     from insnet_core.cli import main
     out = tmp_path / "routes.json"
+    folder = tmp_path / "tiny-route"
+    shutil.copytree(route[1], folder)
     assert main(["maps", "routes", "--cache", str(route[2]), "--db", str(DB_ROOT), "--model",
-                 str(tiny_model), "--limit", "2", "--routes", str(route[1]), "--json",
-                 str(out)]) == 0
+                 str(tiny_model), "--limit", "2", "--routes", str(folder), "--json",
+                 str(out), "--write-cards"]) == 0
     rows = json.loads(out.read_text())["rows"]
     names = [r["name"] for r in rows]
     assert names[0].startswith("AE route tiny-route") and "ceiling" in names[1]
     assert names[2].startswith("partials") and names[3].startswith("mean")
     assert all(r["n"] == 2 for r in rows)
+    card = json.loads((folder / "card.json").read_text())
+    ae, partials = rows[0]["mse"]["median"], rows[2]["mse"]["median"]
+    assert card["default_map_route"] == ("ae" if ae < partials else "partials")
+    assert f"{ae:.5f}" in card["default_map_route_reason"]
+    assert card["end_to_end"]["crystals"] == 2 and len(card["end_to_end"]["rows"]) == 4
 
 
 def test_live_overlay_with_the_ae_route(shipped, tiny_model, known):
@@ -178,3 +186,23 @@ def test_live_overlay_with_the_ae_route(shipped, tiny_model, known):
     partials = LiveOverlay(known, method="ML", model=str(tiny_model), instrument="SEQUOIA",
                            ei=100.0, temperature=5.0, cache=overlay.cache)
     assert partials.overlay_for((e, q, "meV")).metadata["map_route"] == "partials"
+
+
+def test_the_default_map_route_follows_the_route_card(route, tiny_model, known, monkeypatch,
+                                                      tmp_path):
+    import shutil
+    import insnet_core.predict as predict_module
+    models = tmp_path / "models"
+    folder = models / "maps" / "tiny-route"
+    shutil.copytree(route[1], folder)
+    monkeypatch.setattr(predict_module, "_MODELS_DIR", models)
+    plan = dict(method="ML", model=str(tiny_model), instrument="Ideal2D")
+    assert predict_module.default_map_route() == "partials"   # no choice recorded: partials
+    assert predict_module.plan(known, **plan).map_route == "partials"
+    card = json.loads((folder / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps(dict(card, default_map_route="ae")))
+    assert predict_module.default_map_route() == "ae"
+    request = predict_module.plan(known, **plan)
+    assert request.map_route == "ae" and request.map_route_model == str(folder)
+    # VISION is 1D: the map route does not apply and is not an error
+    assert predict_module.plan(known, method="ML", model=str(tiny_model)).map_route is None

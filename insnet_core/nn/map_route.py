@@ -35,7 +35,7 @@ from insnet_core.nn.latent_head import LatentMLP, fit_latent_head
 from insnet_core.nn.mapdata import (MAP_SHAPE, ae_part, brighten, max_normalise, unbrighten)
 
 __all__ = ["ROUTE_CARD_FORMAT", "MapRoute", "route_inputs", "fit_route",
-           "route_maps", "write_pca_coder"]
+           "route_maps", "write_pca_coder", "record_route_table"]
 
 #: Format of an AE route card; a folder of another format is refused.
 ROUTE_CARD_FORMAT = 1
@@ -370,3 +370,25 @@ def write_pca_coder(pca, folder, storage="float16", fitted_on=None):
             "onnx": {"opset": OPSET, "encoder": "encoder.onnx", "decoder": "decoder.onnx"}}
     write_json_card(folder, card, ROUTE_CARD_FORMAT)
     return card
+
+
+def record_route_table(folder, rows, route_row, partials_row, command):
+    """Write the end-to-end table and the map-route choice into a route folder's card.
+
+    ``rows`` are :func:`insnet_core.nn.map_routes.route_table` rows on the predictor's test
+    crystals; ``route_row`` / ``partials_row`` name this route's row and the partials
+    route's. The route with the lower median MSE (the reference work's measure) becomes
+    ``default_map_route``, and the reason, with both medians, goes with it.
+    """
+    path, card = read_json_card(folder, "map route")
+    by_name = {r["name"]: r for r in rows}
+    ae, partials = by_name[route_row], by_name[partials_row]
+    better = "ae" if ae["mse"]["median"] < partials["mse"]["median"] else "partials"
+    card["end_to_end"] = {"command": command, "crystals": int(ae["n"]), "rows": rows}
+    card["default_map_route"] = better
+    card["default_map_route_reason"] = (
+        f"median MSE on {ae['n']} predictor-test crystals: AE route {ae['mse']['median']:.5f}, "
+        f"partials route {partials['mse']['median']:.5f} (cosine {ae['cosine']['median']:.4f} "
+        f"vs {partials['cosine']['median']:.4f}); the lower MSE is the default")
+    write_json_card(folder, card, ROUTE_CARD_FORMAT)
+    return better
