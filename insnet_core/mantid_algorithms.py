@@ -185,8 +185,6 @@ def prediction_arguments(alg):
 
 def _map_route(alg):
     """The MapRoute property as predict's map_route (None: the default route)."""
-    if not alg.existsProperty("MapRoute"):
-        return None
     value = alg.getPropertyValue("MapRoute")
     return None if value in ("", "Default") else value.lower()
 

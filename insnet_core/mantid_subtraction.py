@@ -37,11 +37,12 @@ class PredictionView:
 
     ``BinningWorkspace`` is the InputWorkspace (the prediction is made on the
     data's own bins); ``EnergyBinning``/``QBinning`` are empty and
-    ``EnergyUnit`` is 'Default'; every other property is the algorithm's.
+    ``EnergyUnit`` is 'Default', ``MapRoute`` 'Default' (the measured better route);
+    every other property is the algorithm's.
     """
 
     _FIXED = {"energybinning": "", "qbinning": "", "energyunit": "Default",
-              "contributions": "Total",
+              "contributions": "Total", "maproute": "Default",
               # VISION predictions use the instrument's documented settings
               "finalenergy": 0.0, "bankangles": "", "resolutionpolynomial": ""}
 
