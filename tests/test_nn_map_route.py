@@ -103,6 +103,11 @@ def test_predict_sequoia_through_the_ae_route(shipped, tiny_model, known):
     inside = reach & ~beyond & (total.q_edges[1:] <= 15.0)[:, None]
     assert np.all(np.isfinite(total.values[inside])) and np.nanmax(total.values) > 0
     assert "beyond the ideal grid" in total.metadata["beyond_ideal_grid"]
+    assert total.metadata["phonon_orders"] == json.loads(
+        (shipped / "card.json").read_text())["orders"]
+    two = predict(known, method="ML", model=str(tiny_model), instrument="Ideal2D",
+                  temperature=0.0, orders=2, map_route="ae").total
+    assert "orders 2 requested" in two.metadata["phonon_orders_note"]
     # the partials route on the same request stays the default
     default = predict(known, method="ML", model=str(tiny_model), instrument="SEQUOIA",
                       ei=160.0, temperature=5.0)

@@ -182,9 +182,15 @@ class MapRoute:
             raise InputError(f"the AE route gives maps; {settings.instrument.name} is 1D "
                              "(use the partials route)")
         ideal, ing = self.ideal_map(structure, predictor, raw)
-        thermal = (thermal_difference(ing, settings.temperature, settings.orders)
+        # the orders of P0 for both temperatures (an automatic cut could differ between them)
+        thermal = (thermal_difference(ing, settings.temperature, self.orders)
                    if settings.temperature > 0 else None)
         total = ideal_to_instrument(ideal, settings, thermal)
+        total.metadata["phonon_orders"] = self.orders
+        if settings.orders not in ("auto", self.orders):
+            total.metadata["phonon_orders_note"] = (
+                f"orders {settings.orders} requested; the AE route's maps hold the orders "
+                f"1..{self.orders} of its training maps (use the partials route to choose)")
         return SimulationResult(total=total, by_element={}, by_order={},
                                 stability={"has_imaginary": False, "min_energy_meV": 0.0,
                                            "imaginary_fraction": 0.0})
