@@ -79,6 +79,7 @@ def fit_latent_head(x_train, y_train, x_val, y_val, epochs=300, lr=1e-3, seed=0,
 
 
 def predict_latents(model, scalers, x):
+    """The head's latents for features ``x`` (n, n_in), undoing the training scalers."""
     with torch.no_grad():
         z = model(torch.from_numpy(((x - scalers["xm"]) / scalers["xs"]).astype(np.float32)))
     return z.numpy() * scalers["ys"] + scalers["ym"]

@@ -31,7 +31,7 @@ import torch
 
 from insnet_core import InputError
 from insnet_core.nn.card import ModelFileError, read_json_card, write_json_card
-from insnet_core.nn.latent_head import LatentMLP, fit_latent_head
+from insnet_core.nn.latent_head import LatentMLP, fit_latent_head, predict_latents
 from insnet_core.nn.mapdata import (MAP_SHAPE, ae_part, brighten, max_normalise, unbrighten)
 
 __all__ = ["ROUTE_CARD_FORMAT", "MapRoute", "route_inputs", "fit_route",
@@ -127,12 +127,8 @@ class MapRoute:
     def latents(self, features, p0_latents):
         """Every head's latents, (n_heads, n, k)."""
         x = np.concatenate([np.atleast_2d(features), np.atleast_2d(p0_latents)], axis=1)
-        out = []
-        with torch.no_grad():
-            for head, sc in zip(self.heads, self.scalers):
-                z = head(torch.from_numpy(((x - sc["xm"]) / sc["xs"]).astype(np.float32)))
-                out.append(z.numpy() * sc["ys"] + sc["ym"] + p0_latents)
-        return np.stack(out)
+        return np.stack([predict_latents(head, sc, x) + p0_latents
+                         for head, sc in zip(self.heads, self.scalers)])
 
     def decoded(self, features, p0_latents):
         """Every head's unbrightened map, (n_heads, n, 300, 300)."""
