@@ -94,7 +94,7 @@ class MapRoute:
     """
 
     def __init__(self, folder, threads=None):
-        from insnet_core.instruments import get_instrument
+        from insnet_core.nn.autoencoder import map_grid
         from insnet_core.nn.onnx_export import OnnxHalf
 
         self.folder = Path(folder)
@@ -103,12 +103,9 @@ class MapRoute:
             raise ModelFileError(f"{path}: not an AE route card of format {ROUTE_CARD_FORMAT} "
                                  f"(kind {card.get('kind')!r}, format "
                                  f"{card.get('format_version')!r})")
-        ideal = get_instrument("Ideal2D")
-        grid = {"q_edges": [0.0, 15.0, 300], "energy_edges": [0.0, 150.0, 300]}
-        if card.get("map_grid") != grid or tuple(MAP_SHAPE) != (300, 300) \
-                or not np.allclose(ideal.default_q_edges(), np.linspace(0, 15, 301)):
+        if card.get("map_grid") != map_grid():
             raise ModelFileError(f"{path}: map_grid {card.get('map_grid')} is not this code's "
-                                 f"ideal grid {grid}")
+                                 f"ideal grid {map_grid()}")
         self.card = card
         self.name = card.get("name", self.folder.name)
         self.predictor_name = card["predictor"]
@@ -270,6 +267,7 @@ def fit_route(db, cache, predictor_folder, coder_folder, out, max_train=None, he
 
     from safetensors.numpy import save_file
 
+    from insnet_core.nn.autoencoder import map_grid
     from insnet_core.nn.evaluate import fit_sigma_model
     from insnet_core.nn.onnx_export import OPSET, OnnxHalf
     from insnet_core.nn.predictor import Predictor
@@ -306,7 +304,7 @@ def fit_route(db, cache, predictor_folder, coder_folder, out, max_train=None, he
     card = {
         "kind": "ae-route", "name": out.name,
         "predictor": predictor.name, "predictor_member": 0, "orders": orders,
-        "map_grid": {"q_edges": [0.0, 15.0, 300], "energy_edges": [0.0, 150.0, 300]},
+        "map_grid": map_grid(),
         "preprocessing": "max-normalised map, brightened g(x) = 1 - (1 - x)^3",
         "database_sha256": cache.meta.get("database_sha256"),
         "coder": {"source": coder_folder.name,
