@@ -36,7 +36,8 @@ import numpy as np
 from insnet_core import InputError, __version__
 from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "MAP_ROUTES", "default_map_route", "load_map_route", "PredictionRequest", "plan", "find_problems",
+__all__ = ["METHODS", "DEFAULT_METHOD", "MAP_ROUTES", "default_map_route", "load_map_route",
+           "PredictionRequest", "plan", "find_problems",
            "predict", "rebin_result", "resolve_force_constants", "force_constants_formula",
            "check_consistency", "available_models", "default_model", "resolve_model",
            "load_predictor"]
@@ -210,22 +211,24 @@ def resolve_model(model):
 
 
 def _check_ml(structure, model, problems):
-    """Model folder of an ML request; problems filed under 'model' / 'structure_file'."""
+    """(model folder, model name) of an ML request, (None, None) when unusable; problems
+    filed under 'model' / 'structure_file'."""
     from insnet_core.nn.card import read_card, unseen_elements
     try:
         folder = resolve_model(model)
         card = read_card(folder)
     except InputError as exc:
         problems["model" if model else "method"] = str(exc)
-        return None
+        return None, None
+    name = card.get("name", folder.name)
     if structure is not None:
-        problem = unseen_elements(structure, card, card.get("name", folder.name))
+        problem = unseen_elements(structure, card, name)
         if problem:
             problems["structure_file"] = problem
         if "dos" not in card["model"].get("heads", []):
-            problems["model"] = (f"model {card.get('name', folder.name)!r} has no DOS head: it "
-                                 "cannot give instrument spectra")
-    return folder
+            problems["model"] = (f"model {name!r} has no DOS head: it cannot give instrument "
+                                 "spectra")
+    return folder, name
 
 
 _PREDICTORS = {}
@@ -265,7 +268,7 @@ def default_map_route():
             else "partials")
 
 
-def _check_map_route(map_route, method, inst, model_folder, problems):
+def _check_map_route(map_route, method, inst, model_name, problems):
     """(route, AE route folder or None) of a request; problems filed under 'map_route'."""
     explicit = map_route not in (None, "")
     route = str(map_route).strip().lower() if explicit else None
@@ -281,19 +284,13 @@ def _check_map_route(map_route, method, inst, model_folder, problems):
     route = route or default_map_route()
     if route != "ae":
         return route, None
-    if model_folder is None:
+    if model_name is None:
         return route, None   # the model's own problem is reported
-    import json
-    try:
-        name = json.loads((Path(model_folder) / "card.json").read_text()).get("name")
-    except (OSError, ValueError):
-        name = None
-    name = name or Path(model_folder).name
     cards = _route_cards()
-    matching = [f for f, c in cards.items() if c.get("predictor") == name]
+    matching = [f for f, c in cards.items() if c.get("predictor") == model_name]
     if not matching:
         shipped = ", ".join(f"{f.name} (for {c.get('predictor')})" for f, c in cards.items())
-        problems["map_route"] = (f"no AE route model is shipped for model {name!r}"
+        problems["map_route"] = (f"no AE route model is shipped for model {model_name!r}"
                                  + (f"; shipped: {shipped}" if shipped else "")
                                  + "; use map route 'partials'")
         return route, None
@@ -456,7 +453,7 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
         problems["method"] = str(exc)
         method = None
     fc = None
-    model_folder = None
+    model_folder = model_name = None
     if potential not in (None, "") and method in ("ML", "Physics"):
         problems["potential"] = f"Potential applies to Method 'uMLIP' only, not '{method}'"
     if method == "uMLIP":
@@ -465,7 +462,7 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
         if force_constants not in (None, ""):
             problems["force_constants"] = ("ForceConstantsFile applies to Method 'Physics' "
                                            "only; leave it empty for Method 'ML'")
-        model_folder = _check_ml(structure, model, problems)
+        model_folder, model_name = _check_ml(structure, model, problems)
     elif method == "Physics":
         if model:
             problems["model"] = ("Model applies to Method 'ML' only; leave it empty for "
@@ -519,7 +516,7 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
             raise InputError("display energy unit must be meV or cm-1")
     except InputError as exc:
         problems["display_energy_unit"] = str(exc)
-    route, route_folder = _check_map_route(map_route, method, inst, model_folder, problems)
+    route, route_folder = _check_map_route(map_route, method, inst, model_name, problems)
     if problems:
         return problems, None
     return {}, PredictionRequest(structure=structure, method=method, force_constants=fc,
@@ -667,19 +664,10 @@ def _run_ml(request, report, raw=None):
                             features=use_ae)[0]
     report(0.4, "engine")
     if use_ae:
-        route = load_map_route(request.map_route_model)
-        result = route.simulate(request.structure, s, predictor, raw)
-        meta = {"prediction_method": "ML", "model": predictor.name,
-                "map_route": "ae", "map_route_model": route.name,
-                "errors": "latent heads' spread, calibrated on the validation maps"}
-        if raw["warnings"]:
-            meta["warnings"] = " | ".join(raw["warnings"])
-        result.total.metadata.update(meta)
+        result = load_map_route(request.map_route_model).simulate(request.structure, s,
+                                                                  predictor, raw)
     else:
         result = predictor.simulate(request.structure, s, raw, vision_route=request.vision_route)
-        if request.map_route:
-            for spec in [result.total, *result.by_element.values(), *result.by_order.values()]:
-                spec.metadata["map_route"] = request.map_route
     if not (np.array_equal(result.total.energy_edges, s.energy_edges)
             and (s.q_edges is None or np.array_equal(result.total.q_edges, s.q_edges))):
         result = rebin_result(result, s.energy_edges, s.q_edges)
@@ -691,6 +679,8 @@ def _run_ml(request, report, raw=None):
              "structure_hash": request.structure.hash(),
              "temperature_K": float(s.temperature),
              "stability": "not known (ML prediction: no phonon calculation)"}
+    if request.map_route:
+        extra["map_route"] = request.map_route
     ei = getattr(s.instrument, "ei", None)
     if ei is not None:
         extra["Ei"] = float(ei)

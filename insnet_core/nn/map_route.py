@@ -179,7 +179,11 @@ class MapRoute:
         thermal = (thermal_difference(ing, settings.temperature, self.orders)
                    if settings.temperature > 0 else None)
         total = ideal_to_instrument(ideal, settings, thermal)
-        total.metadata["phonon_orders"] = self.orders
+        total.metadata.update({
+            "phonon_orders": self.orders,
+            "errors": "latent heads' spread, calibrated on the validation maps"})
+        if raw["warnings"]:
+            total.metadata["warnings"] = " | ".join(raw["warnings"])
         if settings.orders not in ("auto", self.orders):
             total.metadata["phonon_orders_note"] = (
                 f"orders {settings.orders} requested; the AE route's maps hold the orders "
