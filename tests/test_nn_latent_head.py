@@ -1,20 +1,19 @@
-"""The first latent head: frozen backbone features, an MLP to latents."""
+"""Latent heads: the backbone's pooled features, an MLP to latents."""
 import numpy as np
 import pytest
 
 
 def test_backbone_features_are_per_crystal_and_permutation_invariant(tiny_model):
-    from insnet_core.nn.card import load_models
-    from insnet_core.nn.data import build_graph_set
-    from insnet_core.nn.latent_head import backbone_features
+    from insnet_core.nn.predictor import Predictor
     from nn_helpers import database, small_ids
-    models, _ = load_models(tiny_model)
-    gs = build_graph_set(database(), ids=small_ids(6, max_atoms=4))
-    pos = np.arange(len(gs))
-    f = backbone_features(gs, models[0], pos, batch_size=4)
-    assert f.shape == (len(gs), 2 * models[0].config.out_dim) and np.all(np.isfinite(f))
-    # batching does not change a crystal's features; the order of crystals follows positions
-    g = backbone_features(gs, models[0], pos[::-1], batch_size=1)
+    pred = Predictor(tiny_model)
+    db = database()
+    structures = [db.structure(m) for m in small_ids(6, max_atoms=4)]
+    f = np.stack([e["features"] for e in pred.raw(structures, cache=False, features=True)])
+    assert f.shape == (len(structures), 2 * pred.config.out_dim) and np.all(np.isfinite(f))
+    # batching does not change a crystal's features; the order of crystals follows the input
+    g = np.stack([pred.raw([s], cache=False, features=True)[0]["features"]
+                  for s in structures[::-1]])
     np.testing.assert_allclose(g[::-1], f, rtol=1e-5, atol=1e-6)
 
 

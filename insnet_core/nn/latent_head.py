@@ -10,19 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["backbone_features", "LatentMLP", "fit_latent_head", "predict_latents"]
-
-
-def backbone_features(gs, model, positions, batch_size=32):
-    """(n, 2 * out_dim) mean and max of the backbone's per-atom scalars, per crystal."""
-    from insnet_core.nn.data import collate
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for s in range(0, len(positions), batch_size):
-            batch = collate(gs, positions[s:s + batch_size])
-            out.append(model(batch, features=True)["features"].numpy())
-    return np.concatenate(out)
+__all__ = ["LatentMLP", "fit_latent_head", "predict_latents"]
 
 
 class LatentMLP(torch.nn.Module):
