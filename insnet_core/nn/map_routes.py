@@ -6,7 +6,8 @@ Routes (each gives the 300 x 300 Ideal2D map at 0 K from a structure alone):
   through the engine, :meth:`insnet_core.nn.predictor.Predictor.simulate` on Ideal2D;
 * ``mean``: the mean of the autoencoder's training maps, the same for every crystal
   (what a model that learnt nothing would give);
-* ``ae`` (to come with the latent head): structure -> 50 latents -> ONNX decoder.
+* ``ae``: structure -> 50 latents -> ONNX decoder, an AE route folder's
+  :func:`insnet_core.nn.map_route.route_maps`.
 
 :func:`route_table` scores them on the same crystals with :func:`~insnet_core.nn.mapdata.
 map_metrics` (MSE and cosine of max-normalised maps).
