@@ -919,11 +919,12 @@ def _run_maps_routes(args, cache):
     from insnet_core.dataset.reader import Database
     from insnet_core.nn.map_routes import (mean_map, partials_route_maps, route_markdown,
                                            route_table)
-    from insnet_core.predict import resolve_model
+    from insnet_core.predict import load_predictor, resolve_model
     from insnet_core.nn.card import read_card
     db = Database(args.db)
     folder = resolve_model(args.model)
-    known = set(read_card(folder)["elements"])
+    card = read_card(folder)
+    known = set(card["elements"])
     ids = [m for m in cache.part("predictor-test")
            if set(map(str, db.record(m)["species"])) <= known][:args.limit]
     true = cache.get(ids)
@@ -936,10 +937,9 @@ def _run_maps_routes(args, cache):
     recorded = []
     for route_folder in args.routes:
         from insnet_core.nn.map_route import MapRoute, route_maps
-        from insnet_core.nn.predictor import Predictor
         route = MapRoute(route_folder)
-        same = read_card(folder).get("name", folder.name) == route.predictor_name
-        predictor = Predictor(folder if same else resolve_model(route.predictor_name))
+        same = card.get("name", folder.name) == route.predictor_name
+        predictor = load_predictor(folder if same else resolve_model(route.predictor_name))
         maps, sec = route_maps(db, route, predictor, ids, log=lambda m: print(m, flush=True))
         ceiling = np.stack(list(_roundtrip(route, true)))
         coder = route.card["coder"]
