@@ -69,8 +69,8 @@ def test_same_seed_same_weights_and_resume_continues(tmp_path, ids, one_thread):
               log=lambda m: None)
     assert [h["validation"]["total"] for h in a["history"]] == pytest.approx(
         [h["validation"]["total"] for h in b["history"]], rel=1e-5)
-    ma, _ = load_models(tmp_path / "a")
-    mb, _ = load_models(tmp_path / "b")
+    ma, _ = load_models(tmp_path / "a", network="e3nn")
+    mb, _ = load_models(tmp_path / "b", network="e3nn")
     for (k, va), vb in zip(ma[0].state_dict().items(), mb[0].state_dict().values()):
         torch.testing.assert_close(va, vb, rtol=1e-5, atol=1e-6, msg=k)
     other = TrainSettings(epochs=3, batch_size=4, lr=0.01, seed=5)

@@ -3,14 +3,15 @@
 A model folder ``models/<name>/`` holds
 
 * ``card.json`` — format version, model kind and hyper-parameters
-  (:class:`~insnet_core.nn.model.ModelConfig`), the output grids and their
+  (:class:`~insnet_core.nn.config.ModelConfig`), the output grids and their
   units, the training elements, database hash and split seed, training
   settings and time, test metrics;
 * ``weights.safetensors`` — the state dict (float32 tensors, no pickle), or
   ``member-<k>.safetensors`` for each member of an ensemble.
 
-:func:`load_models` rebuilds the network from the card and refuses, with one
-message naming the file and the field, a card of another format, grids other
+:func:`load_models` rebuilds the network from the card (for prediction its plain-torch
+form, :mod:`insnet_core.nn.fastnet`; for training the e3nn modules) and refuses, with
+one message naming the file and the field, a card of another format, grids other
 than this code's, or weights that do not fit the configuration.
 """
 from __future__ import annotations
@@ -125,12 +126,21 @@ def save_members(folder, models, card):
     write_card(folder, card)
 
 
-def load_models(folder):
+def load_models(folder, network="fast"):
     """The networks of a model folder and its card.
+
+    Parameters
+    ----------
+    folder : path
+        ``models/<name>``.
+    network : {'fast', 'e3nn'}
+        ``fast``: the plain-torch inference form (:class:`~insnet_core.nn.fastnet.FastINSNet`,
+        no e3nn import; the e3nn modules where its settings are not written out);
+        ``e3nn``: the trainable :class:`~insnet_core.nn.model.INSNet` modules.
 
     Returns
     -------
-    (list of INSNet, dict)
+    (list of torch.nn.Module, dict)
         The members in evaluation mode, and the card.
 
     Raises
@@ -142,8 +152,11 @@ def load_models(folder):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from insnet_core.nn.model import INSNet, ModelConfig
+    from insnet_core.nn.config import ModelConfig
+    from insnet_core.nn.fastnet import FastINSNet, supported
 
+    if network not in ("fast", "e3nn"):
+        raise ValueError(f"network must be 'fast' or 'e3nn', got {network!r}")
     folder = Path(folder)
     card = read_card(folder)
     try:
@@ -151,6 +164,7 @@ def load_models(folder):
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{folder / _CARD}: model settings do not match this code ({exc})") \
             from None
+    fast = network == "fast" and supported(config)
     models = []
     for k, name in enumerate(card["members"]):
         path = folder / name
@@ -160,18 +174,25 @@ def load_models(folder):
             state = load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise ModelFileError(f"{path}: unreadable weights ({exc})") from None
-        # members share the architecture: copying the first one's module is twice as fast
-        # as building e3nn's tensor products again (a cold start loads every member)
-        net = INSNet(config) if k == 0 else copy.deepcopy(models[0])
         try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
+            net = FastINSNet(config, state) if fast else _e3nn_member(config, state, models)
+        except (RuntimeError, ValueError) as exc:
             first = str(exc).splitlines()[0:2]
             raise ModelFileError(f"{path}: weights do not fit the card's model settings "
                                  f"({' '.join(first)})") from None
         net.eval()
         models.append(net)
     return models, card
+
+
+def _e3nn_member(config, state, previous):
+    from insnet_core.nn.model import INSNet
+
+    # members share the architecture: copying the first one's module is twice as fast
+    # as building e3nn's tensor products again
+    net = INSNet(config) if not previous else copy.deepcopy(previous[0])
+    net.load_state_dict(state, strict=True)
+    return net
 
 
 def assemble_ensemble(run_folders, out, name=None):

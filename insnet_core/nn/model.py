@@ -38,7 +38,6 @@ spectrum as its primitive cell.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import torch
 from e3nn import o3
@@ -46,61 +45,10 @@ from e3nn.math import soft_one_hot_linspace
 from e3nn.nn import Gate
 from e3nn.nn.models.gate_points_2101 import Compose, Convolution, smooth_cutoff, tp_path_exists
 
+from insnet_core.nn.config import KINDS, MASS_SCALE, N_ELEMENTS, ModelConfig
+from insnet_core.nn.readout import graph_mean, max_normalise, pooled_features
+
 __all__ = ["ModelConfig", "INSNet", "N_ELEMENTS", "KINDS"]
-
-#: Length of the one-hot element vector (H .. Og).
-N_ELEMENTS = 118
-#: Model kinds: the shipped design and the reference work's (1D head only).
-KINDS = ("insnet", "reference")
-_MASS_SCALE = 100.0
-
-
-@dataclass
-class ModelConfig:
-    """Hyper-parameters of :class:`INSNet`; saved in the model card.
-
-    Lengths in angstrom, energies in meV.
-    """
-
-    kind: str = "insnet"
-    cutoff: float = 6.0
-    n_basis: int = 10
-    radial_layers: int = 1
-    radial_neurons: int = 100
-    em_dim: int = 64
-    mul: int = 32
-    lmax: int = 1
-    layers: int = 2
-    num_neighbors: float = 50.0
-    out_dim: int = 64
-    n_vision: int = 119
-    dos_bins: int = 500
-    dos_width: float = 1.0
-    heads: tuple = field(default_factory=lambda: ("vision", "dos"))
-
-    def __post_init__(self):
-        self.heads = tuple(self.heads)
-        if self.kind not in KINDS:
-            raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind == "reference" and self.heads != ("vision",):
-            raise ValueError("the reference kind has the VISION head only")
-        for h in self.heads:
-            if h not in ("vision", "dos"):
-                raise ValueError(f"unknown head {h!r}")
-
-    def to_dict(self):
-        d = asdict(self)
-        d["heads"] = list(self.heads)
-        return d
-
-    @classmethod
-    def from_dict(cls, data):
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model settings {sorted(unknown)}")
-        return cls(**data)
-
 
 def _hidden_irreps(mul, lmax):
     return o3.Irreps([(mul, (l, p)) for l in range(lmax + 1) for p in (1, -1)])
@@ -161,7 +109,7 @@ class INSNet(torch.nn.Module):
         onehot = torch.nn.functional.one_hot(numbers - 1, N_ELEMENTS).to(batch["edge_vec"].dtype)
         mass = batch["masses"][:, None]
         if c.kind == "insnet":
-            x = torch.relu(self.embed_x(torch.cat([onehot, onehot * mass / _MASS_SCALE], dim=1)))
+            x = torch.relu(self.embed_x(torch.cat([onehot, onehot * mass / MASS_SCALE], dim=1)))
             z = torch.relu(self.embed_z(onehot))
         else:
             x = torch.relu(self.embed(onehot * mass))
@@ -211,27 +159,3 @@ class INSNet(torch.nn.Module):
             logits = self.dos_head(h).view(-1, 3, c.dos_bins)
             out["dos"] = torch.softmax(logits, dim=-1)
         return out
-
-
-def pooled_features(h, index, n_graphs):
-    """Mean and maximum of per-atom scalars ``h`` (n_nodes, k) over each crystal: (n, 2k)."""
-    mean = graph_mean(h, index, n_graphs)
-    mx = h.new_full((n_graphs, h.shape[1]), -torch.inf).scatter_reduce_(
-        0, index[:, None].expand_as(h), h, reduce="amax")
-    return torch.cat([mean, mx], dim=1)
-
-
-def graph_mean(values, index, n_graphs):
-    """Mean of per-node rows over the nodes of each graph, (n_graphs, ...)."""
-    total = values.new_zeros((n_graphs,) + values.shape[1:]).index_add_(0, index, values)
-    count = values.new_zeros(n_graphs).index_add_(0, index, torch.ones_like(index, dtype=values.dtype))
-    return total / count.clamp_min(1.0).view((-1,) + (1,) * (values.dim() - 1))
-
-
-def max_normalise(x, tiny=1e-20):
-    """Rows divided by their maximum (rows of zeros stay zero).
-
-    The floor ``tiny`` only guards rows of zeros; it must not bias small rows
-    (the reference kind starts with outputs of order 1e-5).
-    """
-    return x / x.max(dim=1, keepdim=True).values.clamp_min(tiny)

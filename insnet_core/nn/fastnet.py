@@ -1,0 +1,484 @@
+"""The trained network's forward pass in plain torch: inference without e3nn.
+
+:class:`FastINSNet` reads the state dict of an :class:`~insnet_core.nn.model.INSNet`
+(the parameters of its e3nn modules) and computes the same outputs from them with a
+few dense operations. Training keeps the e3nn network; prediction uses this one. Two
+facts make it fast:
+
+1. Every node-level tensor product of a convolution (the self-connection ``sc`` and
+   the linear maps ``lin1``, ``lin2``: e3nn ``FullyConnectedTensorProduct`` of the
+   features with the node attributes) is bilinear in (features, attributes), and the
+   attributes depend on the element only. For each element of a batch it is one
+   matrix (features in x features out), applied to that element's atoms, instead of a
+   contraction over the attributes for every atom.
+2. The edge tensor product (the neighbour's features times the spherical harmonics of
+   the edge direction, path weights from the radial network) is written out for
+   l <= 1: products, dot and cross products, one pass over the edges each.
+
+Normalisation follows e3nn 0.5-0.6 exactly: 'component' irreps and 'element' path
+normalisation, Wigner 3j symbols of unit norm, the fully connected radial network's
+1/sqrt(fan-in) weights, activations scaled to unit second moment under a standard
+normal as e3nn estimates it (10^6 draws, seed 0), so the outputs equal the e3nn
+network's to float rounding (tests/test_nn_fastnet.py compares the two on random and
+shipped weights). Only ``lmax`` <= 1 is written out (:func:`supported`); other
+settings keep the e3nn network.
+
+Irreps are lists of ``(mul, (l, p))``; a feature vector holds each entry's
+``mul x (2l+1)`` numbers, channel-major (index ``u * (2l+1) + m``), l = 1 components
+in the order x, y, z.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+from insnet_core.nn.config import MASS_SCALE, N_ELEMENTS, ModelConfig
+from insnet_core.nn.readout import graph_mean, max_normalise, pooled_features
+
+__all__ = ["FastINSNet", "supported"]
+
+_SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
+#: Weight of the self-connection against the convolution in every layer (e3nn's
+#: gate_points_2101 Convolution: sin and cos of pi/8).
+_C_SELF, _C_CONV = math.sin(math.pi / 8), math.cos(math.pi / 8)
+#: Edges per pass of a convolution's edge loop (intermediates of a few MB).
+EDGE_CHUNK = 4096
+_ACTS = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+
+
+def supported(config):
+    """Whether :class:`FastINSNet` implements these settings (else use the e3nn network)."""
+    return config.lmax <= 1 and config.radial_layers >= 0
+
+
+@lru_cache(maxsize=None)
+def activation_scale(name):
+    """Factor that gives activation ``name`` unit second moment for z ~ N(0, 1).
+
+    Estimated as e3nn's ``normalize2mom`` does (the mean of f(z)^2 over 10^6 draws of a
+    float64 generator seeded 0), so that the trained weights see the same functions;
+    factors within 1e-4 of one count as one, as there.
+    """
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(1_000_000, generator=gen, dtype=torch.float64)
+    c = _ACTS[name](z).pow(2).mean().pow(-0.5).item()
+    return 1.0 if abs(c - 1.0) < 1e-4 else c
+
+
+# ---------------------------------------------------------------- irreps arithmetic
+def _dim(irreps):
+    return sum(mul * (2 * l + 1) for mul, (l, _) in irreps)
+
+
+def _product(ir1, ir2):
+    """Irreps in ir1 x ir2, ascending l (e3nn's order)."""
+    (l1, p1), (l2, p2) = ir1, ir2
+    return [(l, p1 * p2) for l in range(abs(l1 - l2), l1 + l2 + 1)]
+
+
+def _simplify(irreps):
+    out = []
+    for mul, ir in irreps:
+        if out and out[-1][1] == ir:
+            out[-1] = (out[-1][0] + mul, ir)
+        elif mul > 0:
+            out.append((mul, ir))
+    return out
+
+
+def _sort(irreps):
+    """Entries sorted by (l, p), ties by position; and each old index's new index."""
+    order = sorted(range(len(irreps)), key=lambda i: (irreps[i][1], i))
+    new_index = [0] * len(irreps)
+    for new, old in enumerate(order):
+        new_index[old] = new
+    return [irreps[i] for i in order], new_index
+
+
+def _path_exists(irreps1, irreps2, ir):
+    return any(ir in _product(a, b) for _, a in irreps1 for _, b in irreps2)
+
+
+def _offsets(irreps):
+    out, off = [], 0
+    for mul, (l, _) in irreps:
+        out.append(off)
+        off += mul * (2 * l + 1)
+    return out
+
+
+# ---------------------------------------------------------------- layers
+class _NodeLinear:
+    """e3nn FullyConnectedTensorProduct(irreps_in, n_attr x 0e, irreps_out), attributes
+    known per element: one (dim_in, dim_out) matrix per element."""
+
+    def __init__(self, weight, irreps_in, irreps_out, n_attr, where):
+        self.irreps_in, self.irreps_out = irreps_in, irreps_out
+        self.dim_in, self.dim_out = _dim(irreps_in), _dim(irreps_out)
+        paths = [(i, o) for i, (_, a) in enumerate(irreps_in)
+                 for o, (_, b) in enumerate(irreps_out) if b == a]
+        fan = {}
+        for i, o in paths:
+            fan[o] = fan.get(o, 0) + irreps_in[i][0] * n_attr
+        numel = sum(irreps_in[i][0] * n_attr * irreps_out[o][0] for i, o in paths)
+        if weight.numel() != numel:
+            raise ValueError(f"{where}: {weight.numel()} weights, the settings need {numel}")
+        off_in, off_out = _offsets(irreps_in), _offsets(irreps_out)
+        self.blocks = []  # (rows slice, cols slice, weight (mul_in, n_attr, mul_out), d)
+        k = 0
+        for i, o in paths:
+            m1, (l, _) = irreps_in[i]
+            m2 = irreps_out[o][0]
+            w = weight[k:k + m1 * n_attr * m2].view(m1, n_attr, m2) / math.sqrt(fan[o])
+            k += m1 * n_attr * m2
+            d = 2 * l + 1
+            self.blocks.append((slice(off_in[i], off_in[i] + m1 * d),
+                                slice(off_out[o], off_out[o] + m2 * d), w, d))
+        #: output components some path reaches (e3nn's output_mask)
+        mask = torch.zeros(self.dim_out, dtype=weight.dtype)
+        for _, cols, _, _ in self.blocks:
+            mask[cols] = 1.0
+        self.mask = mask
+
+    def matrices(self, attrs):
+        """(n_elements, dim_in, dim_out) for attribute rows ``attrs`` (n_elements, n_attr)."""
+        out = attrs.new_zeros((attrs.shape[0], self.dim_in, self.dim_out))
+        for rows, cols, w, d in self.blocks:
+            m = torch.einsum("uvw,ev->euw", w, attrs)
+            if d == 1:
+                out[:, rows, cols] = m
+            else:
+                eye = torch.eye(d, dtype=m.dtype)
+                out[:, rows, cols] = (m[:, :, None, :, None] * eye[None, None, :, None, :]
+                                      ).reshape(m.shape[0], m.shape[1] * d, m.shape[2] * d)
+        return out
+
+
+def _cross(x, y):
+    """x (E, mul, 3) cross y (E, 3) for every channel."""
+    x0, x1, x2 = x[:, :, 0], x[:, :, 1], x[:, :, 2]
+    y0, y1, y2 = y[:, 0:1], y[:, 1:2], y[:, 2:3]
+    return torch.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], dim=2)
+
+
+def _apply_per_element(x, groups, mats):
+    """Rows of ``x`` of element k times ``mats[k]``; ``groups``: node indices per element."""
+    out = x.new_empty((x.shape[0], mats.shape[2]))
+    for k, idx in enumerate(groups):
+        out.index_copy_(0, idx, x.index_select(0, idx) @ mats[k])
+    return out
+
+
+class _Radial:
+    """e3nn FullyConnectedNet([n_basis] + hidden + [n_out], silu), weights pre-scaled."""
+
+    def __init__(self, weights):
+        self.weights = [w / math.sqrt(w.shape[0]) for w in weights]
+        self.scale = activation_scale("silu")
+
+    def __call__(self, emb):
+        h = emb
+        for w in self.weights[:-1]:
+            h = torch.nn.functional.silu(h @ w)
+            if self.scale != 1.0:
+                h = h * self.scale
+        return h @ self.weights[-1]
+
+
+class _Convolution:
+    """e3nn gate_points_2101 Convolution (self-connection + one edge tensor product)."""
+
+    def __init__(self, state, prefix, irreps_in, irreps_out, irreps_sh, c):
+        self.irreps_in, self.irreps_out = irreps_in, irreps_out
+        mid, instructions = [], []
+        for i, (mul, ir_in) in enumerate(irreps_in):
+            for j, (_, ir_edge) in enumerate(irreps_sh):
+                for ir_out in _product(ir_in, ir_edge):
+                    if any(ir_out == ir for _, ir in irreps_out):
+                        instructions.append((i, j, len(mid)))
+                        mid.append((mul, ir_out))
+        mid, new_index = _sort(mid)
+        self.irreps_mid = mid
+        self.num_neighbors = c.num_neighbors
+        off_in, off_mid = _offsets(irreps_in), _offsets(mid)
+        self.paths, w_off = [], 0
+        for i, j, k in instructions:
+            mul, (l_in, _) = irreps_in[i]
+            l_edge = irreps_sh[j][1][0]
+            l_out = mid[new_index[k]][1][0]
+            self.paths.append((off_in[i], mul, l_in, l_edge, l_out, off_mid[new_index[k]], w_off))
+            w_off += mul
+        sizes = [c.n_basis] + [c.radial_neurons] * c.radial_layers + [w_off]
+        self.radial = _Radial([state.take(f"{prefix}.fc.layer{n}.weight", (a, b))
+                               for n, (a, b) in enumerate(zip(sizes, sizes[1:]))])
+        self.sc = _NodeLinear(state.take(f"{prefix}.sc.weight"), irreps_in, irreps_out,
+                              c.em_dim, f"{prefix}.sc")
+        self.lin1 = _NodeLinear(state.take(f"{prefix}.lin1.weight"), irreps_in, irreps_in,
+                                c.em_dim, f"{prefix}.lin1")
+        self.lin2 = _NodeLinear(state.take(f"{prefix}.lin2.weight"), mid, irreps_out,
+                                c.em_dim, f"{prefix}.lin2")
+        m = self.sc.mask
+        self.c_conv = (1.0 - m) + _C_CONV * m
+
+    def matrices(self, attrs):
+        """Per-element matrices of [sc | lin1] and lin2 for the attribute rows."""
+        return (torch.cat([self.sc.matrices(attrs), self.lin1.matrices(attrs)], dim=2),
+                self.lin2.matrices(attrs))
+
+    def edge_product(self, h, y0, y1, w):
+        """The tensor product on every edge: (E, dim_in) features of the source atom,
+        y0 (E,), y1 (E, 3) edge attributes, w (E, n_weights) -> (E, dim_mid)."""
+        n = h.shape[0]
+        out = h.new_empty((n, _dim(self.irreps_mid)))
+        for a, mul, l_in, l_edge, l_out, b, wo in self.paths:
+            ww = w[:, wo:wo + mul]
+            if l_in == 0:
+                x = h[:, a:a + mul]
+                if l_edge == 0:                       # 0 x 0 -> 0
+                    r = x * ww * y0[:, None]
+                else:                                 # 0 x 1 -> 1
+                    r = (x * ww)[:, :, None] * y1[:, None, :]
+            else:
+                x = h[:, a:a + 3 * mul].view(n, mul, 3)
+                if l_edge == 0:                       # 1 x 0 -> 1
+                    r = x * (ww * y0[:, None])[:, :, None]
+                elif l_out == 0:                      # 1 x 1 -> 0: dot / sqrt(3)
+                    r = (x * y1[:, None, :]).sum(dim=2) * ww * (1.0 / _SQRT3)
+                else:                                 # 1 x 1 -> 1: cross / sqrt(2)
+                    r = _cross(x, y1) * (ww * (1.0 / _SQRT2))[:, :, None]
+            out[:, b:b + mul * (2 * l_out + 1)] = r.reshape(n, -1)
+        return out
+
+    def __call__(self, x, groups, mats, chunks):
+        sl = _apply_per_element(x, groups, mats[0])
+        d_out = _dim(self.irreps_out)
+        s, h = sl[:, :d_out], sl[:, d_out:]
+        agg = x.new_zeros((x.shape[0], _dim(self.irreps_mid)))
+        for src, dst, y0, y1, emb in chunks:
+            agg.index_add_(0, dst, self.edge_product(h.index_select(0, src), y0, y1,
+                                                     self.radial(emb)))
+        agg = agg / math.sqrt(self.num_neighbors)
+        return _C_SELF * s + self.c_conv * _apply_per_element(agg, groups, mats[1])
+
+
+class _Gate:
+    """e3nn Gate: activated scalars, and each gated irrep times its activated gate."""
+
+    def __init__(self, scalars, gates, gated):
+        tagged = ([("s", k, e) for k, e in enumerate(_simplify(scalars))]
+                  + [("g", k, e) for k, e in enumerate(_simplify(gates))]
+                  + [("v", k, e) for k, e in enumerate(_simplify(gated))])
+        order = sorted(range(len(tagged)), key=lambda i: (tagged[i][2][1], i))
+        where, off = {}, 0
+        for i in order:
+            tag, k, (mul, (l, _)) = tagged[i]
+            where[(tag, k)] = (off, mul * (2 * l + 1))
+            off += mul * (2 * l + 1)
+        self.dim_in = off
+
+        def spans(tag, n):
+            return [where[(tag, k)] for k in range(n)]
+        self.scalar_spans = spans("s", len(_simplify(scalars)))
+        self.gate_spans = spans("g", len(_simplify(gates)))
+        self.gated_spans = [(a, n, 2 * l + 1) for (a, n), (_, (l, _)) in
+                            zip(spans("v", len(_simplify(gated))), _simplify(gated))]
+        # activations per original entry (as the network passes them)
+        self.scalar_acts = self._acts(scalars, {1: "silu", -1: "tanh"})
+        self.gate_acts = self._acts(gates, {1: "sigmoid", -1: "tanh"})
+        gate_p = gates[0][1][1] if gates else 1
+        self.irreps_out = list(scalars) + [(m, (l, p * gate_p)) for m, (l, p) in _simplify(gated)]
+
+    @staticmethod
+    def _acts(irreps, by_parity):
+        out, off = [], 0
+        for mul, (_, p) in irreps:
+            name = by_parity[p]
+            out.append((off, mul, _ACTS[name], activation_scale(name)))
+            off += mul
+        return out
+
+    @staticmethod
+    def _activate(x, acts):
+        parts = []
+        for off, mul, fn, scale in acts:
+            y = fn(x[:, off:off + mul])
+            parts.append(y * scale if scale != 1.0 else y)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def __call__(self, x):
+        scalars = torch.cat([x[:, a:a + n] for a, n in self.scalar_spans], dim=1)
+        out = [self._activate(scalars, self.scalar_acts)]
+        if self.gate_spans:
+            gates = torch.cat([x[:, a:a + n] for a, n in self.gate_spans], dim=1)
+            gates = self._activate(gates, self.gate_acts)
+            g = 0
+            for a, n, d in self.gated_spans:
+                mul = n // d
+                v = x[:, a:a + n].view(x.shape[0], mul, d) * gates[:, g:g + mul, None]
+                out.append(v.reshape(x.shape[0], n))
+                g += mul
+        return torch.cat(out, dim=1)
+
+
+# ---------------------------------------------------------------- the network
+#: State-dict entries of the e3nn modules that hold no trained numbers (output masks,
+#: empty weight slots, Wigner 3j constants): present, not read.
+def _e3nn_constant(key):
+    return key.endswith(("output_mask", ".tp.weight", ".mul.weight")) or "._w3j_" in key
+
+
+class _Tracked(dict):
+    """A state dict that remembers which tensors were taken, and checks their shapes."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.used = set()
+
+    def take(self, key, shape=None):
+        value = self[key]
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise ValueError(f"{key}: shape {tuple(value.shape)}, the settings need "
+                             f"{tuple(shape)}")
+        self.used.add(key)
+        return value
+
+class FastINSNet(torch.nn.Module):
+    """The forward pass of :class:`~insnet_core.nn.model.INSNet` from its state dict.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        The card's settings (``lmax`` <= 1, see :func:`supported`).
+    state : dict of str -> tensor
+        An INSNet state dict (as saved in ``member-<k>.safetensors``).
+
+    Raises
+    ------
+    ValueError
+        A setting this class does not implement, or weights that do not fit the
+        settings (the message names the tensor).
+    """
+
+    def __init__(self, config: ModelConfig, state):
+        super().__init__()
+        if not supported(config):
+            raise ValueError(f"lmax = {config.lmax}: the plain-torch network implements "
+                             "lmax <= 1 only")
+        self.config = c = config
+        state = _Tracked({k: v.detach().to(torch.float32) for k, v in state.items()})
+        try:
+            self._build(c, state)
+        except KeyError as exc:
+            raise ValueError(f"weights lack {exc.args[0]!r} for these settings") from None
+        left = sorted(k for k in set(state) - state.used if not _e3nn_constant(k))
+        if left:
+            raise ValueError(f"{len(left)} tensors these settings do not use, e.g. {left[0]!r}")
+
+    def _build(self, c, state):
+        if c.kind == "insnet":
+            self.embed_x = (state.take("embed_x.weight", (c.em_dim, 2 * N_ELEMENTS)),
+                            state.take("embed_x.bias", (c.em_dim,)))
+            self.embed_z = (state.take("embed_z.weight", (c.em_dim, N_ELEMENTS)),
+                            state.take("embed_z.bias", (c.em_dim,)))
+        else:
+            self.embed_x = self.embed_z = (state.take("embed.weight", (c.em_dim, N_ELEMENTS)),
+                                           state.take("embed.bias", (c.em_dim,)))
+        sh = [(1, (l, (-1) ** l)) for l in range(c.lmax + 1)]
+        hidden = [(c.mul, (l, p)) for l in range(c.lmax + 1) for p in (1, -1)]
+        irreps = [(c.em_dim, (0, 1))]
+        self.layers = []
+        for n in range(c.layers):
+            scalars = [(m, ir) for m, ir in hidden if ir[0] == 0 and _path_exists(irreps, sh, ir)]
+            gated = [(m, ir) for m, ir in hidden if ir[0] > 0 and _path_exists(irreps, sh, ir)]
+            gate_ir = (0, 1) if _path_exists(irreps, sh, (0, 1)) else (0, -1)
+            gates = [(m, gate_ir) for m, _ in gated]
+            gate = _Gate(scalars, gates, gated)
+            conv_out = _simplify(_sort(_simplify(scalars) + _simplify(gates)
+                                       + _simplify(gated))[0])
+            conv = _Convolution(state, f"blocks.{n}.first", irreps, conv_out, sh, c)
+            self.layers.append((conv, gate))
+            irreps = gate.irreps_out
+        n_out = c.n_vision if c.kind == "reference" else c.out_dim
+        self.out_conv = _Convolution(state, "out_conv", irreps, [(n_out, (0, 1))], sh, c)
+        self.vision_head = self.dos_head = None
+        if c.kind == "insnet":
+            if "vision" in c.heads:
+                self.vision_head = torch.nn.Sequential(
+                    torch.nn.SiLU(), torch.nn.Linear(c.out_dim, c.out_dim), torch.nn.SiLU(),
+                    torch.nn.Linear(c.out_dim, c.n_vision))
+                self._load_head(self.vision_head, state, "vision_head")
+            if "dos" in c.heads:
+                self.dos_head = torch.nn.Sequential(
+                    torch.nn.SiLU(), torch.nn.Linear(c.out_dim, 2 * c.out_dim), torch.nn.SiLU(),
+                    torch.nn.Linear(2 * c.out_dim, 3 * c.dos_bins))
+                self._load_head(self.dos_head, state, "dos_head")
+        self.basis = torch.linspace(0.0, c.cutoff, c.n_basis, dtype=torch.float32)
+        #: edges per pass of the edge loop: the pass's intermediates stay in cache
+        self.chunk = EDGE_CHUNK
+
+    @staticmethod
+    def _load_head(head, state, prefix):
+        part = {k[len(prefix) + 1:]: state.take(k) for k in list(state)
+                if k.startswith(prefix + ".")}
+        try:
+            head.load_state_dict(part, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{prefix}: {str(exc).splitlines()[-1].strip()}") from None
+
+    # ------------------------------------------------------------------
+    def _embed(self, numbers, masses, elements):
+        c = self.config
+        col = numbers - 1
+        wx, bx = self.embed_x
+        if c.kind == "insnet":
+            x = wx[:, col].T + wx[:, N_ELEMENTS + col].T * (masses / MASS_SCALE)[:, None] + bx
+        else:
+            x = wx[:, col].T * masses[:, None] + bx
+        wz, bz = self.embed_z
+        z = torch.relu(wz[:, elements - 1].T + bz)
+        return torch.relu(x), z
+
+    def _edges(self, batch):
+        c = self.config
+        vec = batch["edge_vec"].to(torch.float32)
+        length = vec.norm(dim=1)
+        step = self.basis[1] - self.basis[0]
+        emb = torch.exp(-((length[:, None] - self.basis) / step).pow(2)) \
+            * (math.sqrt(c.n_basis) / 1.12)
+        u = 2.0 * (length / c.cutoff - 1.0)
+        cut = (1.0 - torch.cos(math.pi * u)) / 2.0
+        cut = torch.where(u > 0, torch.zeros_like(cut), torch.where(u < -1, torch.ones_like(cut), cut))
+        y1 = vec / length.clamp_min(1e-12)[:, None] * (_SQRT3 * cut[:, None])
+        src, dst = batch["edge_src"], batch["edge_dst"]
+        n = self.chunk
+        return [(src[a:a + n], dst[a:a + n], cut[a:a + n], y1[a:a + n], emb[a:a + n])
+                for a in range(0, max(len(length), 1), n)]
+
+    def node_features(self, batch):
+        """Final per-atom scalars, shape (n_nodes, out_dim or n_vision)."""
+        numbers = batch["numbers"]
+        elements, inverse = torch.unique(numbers, return_inverse=True)
+        groups = [torch.nonzero(inverse == k).flatten() for k in range(len(elements))]
+        x, z = self._embed(numbers, batch["masses"].to(torch.float32), elements)
+        chunks = self._edges(batch)
+        for conv, gate in self.layers:
+            x = gate(conv(x, groups, conv.matrices(z), chunks))
+        return self.out_conv(x, groups, self.out_conv.matrices(z), chunks)
+
+    def forward(self, batch, features=False):
+        """As :meth:`insnet_core.nn.model.INSNet.forward` (same inputs and outputs)."""
+        c = self.config
+        h = self.node_features(batch)
+        out = {}
+        if features:
+            out["features"] = pooled_features(h, batch["node_graph"], batch["n_graphs"])
+        if "vision" in c.heads:
+            per_atom = h if c.kind == "reference" else self.vision_head(h)
+            out["vision"] = max_normalise(torch.relu(
+                graph_mean(per_atom, batch["node_graph"], batch["n_graphs"])))
+        if "dos" in c.heads:
+            logits = self.dos_head(h).view(-1, 3, c.dos_bins)
+            out["dos"] = torch.softmax(logits, dim=-1)
+        return out

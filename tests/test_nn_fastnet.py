@@ -1,0 +1,124 @@
+"""FastINSNet: the plain-torch forward pass equals the e3nn network's on the same weights."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from insnet_core.nn.card import ModelFileError, load_models
+from insnet_core.nn.data import graph_batch
+from insnet_core.nn.fastnet import FastINSNet, activation_scale, supported
+from insnet_core.nn.graph import build_graph
+from insnet_core.nn.model import INSNet, ModelConfig
+
+REPO = Path(__file__).resolve().parents[1]
+LATTICE = np.array([[4.1, 0.2, 0.1], [0.3, 4.6, -0.2], [0.4, 0.1, 5.2]])
+SPECIES = ["Li", "O", "O", "Ti", "H"]
+FRAC = np.array([[0.0, 0.0, 0.0], [0.31, 0.12, 0.27], [0.55, 0.61, 0.18],
+                 [0.5, 0.2, 0.7], [0.8, 0.75, 0.55]])
+
+
+def _batch():
+    a = build_graph(LATTICE, SPECIES, FRAC, cutoff=6.0)
+    b = build_graph(LATTICE * 1.1, ["Na", "Cl", "Cl", "Na", "Na"], FRAC[::-1], cutoff=6.0)
+    return graph_batch([a, b])
+
+
+def _pair(**settings):
+    torch.manual_seed(3)
+    cfg = ModelConfig(**{**dict(em_dim=16, mul=8, radial_neurons=16, out_dim=16,
+                                num_neighbors=40.0, dos_bins=50), **settings})
+    net = INSNet(cfg).eval()
+    with torch.no_grad():  # every weight away from its initial value, biases not zero
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return net, FastINSNet(cfg, net.state_dict()).eval()
+
+
+@pytest.mark.parametrize("settings", [
+    dict(),
+    dict(kind="reference", heads=("vision",)),
+    dict(lmax=0),
+    dict(layers=1, radial_layers=2),
+    dict(layers=3, heads=("dos",)),
+])
+def test_outputs_equal_the_e3nn_network(settings):
+    net, fast = _pair(**settings)
+    batch = _batch()
+    with torch.no_grad():
+        want, got = net(batch, features=True), fast(batch, features=True)
+    assert set(got) == set(want)
+    for key in want:
+        scale = float(want[key].abs().max())
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6 * scale, msg=key)
+
+
+def test_edge_chunks_do_not_change_the_result():
+    _, fast = _pair()
+    batch = _batch()
+    with torch.no_grad():
+        whole = fast(batch)["dos"]
+        fast.chunk = 7   # edges in passes of 7: the sums over neighbours are split
+        split = fast(batch)["dos"]
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-8)
+
+
+def test_shipped_model_equal_through_both_networks():
+    from insnet_core.nn.graph import graph_of_structure
+    from insnet_core.structure import read_structure
+    s = read_structure(REPO / "examples" / "data" / "Ba3ZnRu2O9.cif")
+    batch = graph_batch([graph_of_structure(s, 6.0)])
+    fast, _ = load_models(REPO / "models" / "insnet-v1")
+    slow, _ = load_models(REPO / "models" / "insnet-v1", network="e3nn")
+    assert isinstance(fast[0], FastINSNet) and isinstance(slow[0], INSNet)
+    with torch.no_grad():
+        a, b = fast[0](batch), slow[0](batch)
+    for key in ("vision", "dos"):
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-7, msg=key)
+
+
+def test_activation_scales_are_e3nn_s():
+    from e3nn.math import normalize2mom
+    for name, fn in (("silu", torch.nn.functional.silu), ("tanh", torch.tanh),
+                     ("sigmoid", torch.sigmoid)):
+        ref = normalize2mom(fn)
+        assert activation_scale(name) == pytest.approx(1.0 if ref._is_id else ref.cst, rel=1e-12)
+
+
+def test_weights_that_do_not_fit_name_the_tensor():
+    net, _ = _pair()
+    cfg, state = net.config, net.state_dict()
+    with pytest.raises(ValueError, match="embed_z.weight"):
+        FastINSNet(cfg, {k: v for k, v in state.items() if k != "embed_z.weight"})
+    with pytest.raises(ValueError, match="blocks.0.first.fc.layer0.weight"):
+        FastINSNet(cfg, dict(state, **{"blocks.0.first.fc.layer0.weight": torch.zeros(3, 3)}))
+    with pytest.raises(ValueError, match="blocks.1.first.lin2"):
+        FastINSNet(cfg, dict(state, **{"blocks.1.first.lin2.weight": torch.zeros(5)}))
+    with pytest.raises(ValueError, match="do not use.*extra.weight"):
+        FastINSNet(cfg, dict(state, **{"extra.weight": torch.zeros(2)}))
+    with pytest.raises(ValueError, match="lmax"):
+        FastINSNet(ModelConfig(lmax=2), state)
+    assert supported(ModelConfig(lmax=1)) and not supported(ModelConfig(lmax=2))
+
+
+def test_load_models_names_the_file_of_ill_fitting_weights(tiny_model, tmp_path):
+    import shutil
+    from safetensors.torch import load_file, save_file
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model, folder)
+    state = load_file(str(folder / "weights.safetensors"))
+    state["embed_x.bias"] = torch.zeros(3)
+    save_file(state, str(folder / "weights.safetensors"))
+    with pytest.raises(ModelFileError, match=r"weights.safetensors: weights do not fit.*embed_x"):
+        load_models(folder)
+
+
+def test_prediction_does_not_import_e3nn():
+    code = ("import sys; from insnet_core.predict import predict; "
+            f"predict({str(REPO / 'examples' / 'data' / 'Ba3ZnRu2O9.cif')!r}, method='ML'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'e3nn'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
