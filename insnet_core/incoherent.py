@@ -448,18 +448,28 @@ def _stick_orders(ingredients, temperature, orders, half, include_elastic):
     return stack, msd, first, fundamentals
 
 
-def _prepare(ing, energy_edges, fwhm_func, temperature, orders, include_elastic):
+def _prepare(ing, energy_edges, fwhm_func, temperature, orders, include_elastic,
+             orders_cache=None):
     """Orders on the grid and the resolution kernel onto the output bins.
 
     Returns ``(stack, msd, first_order, fundamentals, grid, rows, kernel)``:
     only grid points ``grid[rows]`` within 6 FWHM of the output range enter
-    ``kernel``; ``fundamentals`` is None for isotropic ingredients.
+    ``kernel``; ``fundamentals`` is None for isotropic ingredients. ``orders_cache``
+    (a dict, for calls on the same ingredients) keeps the orders of each grid window:
+    an instrument's banks share them when their windows agree (at T > 0 the window
+    is the DOS's, whatever the bank's resolution).
     """
     t = check_temperature(temperature)
     orders = check_orders(orders)
     probe = np.linspace(energy_edges[0], energy_edges[-1], 64)
     half = _window_half_width(ing, energy_edges, float(np.max(fwhm_func(probe))), t)
-    stack, msd, first, fundamentals = _stick_orders(ing, t, orders, half, include_elastic)
+    key = (t, orders, half, include_elastic)
+    if orders_cache is not None and key in orders_cache:
+        stack, msd, first, fundamentals = orders_cache[key]
+    else:
+        stack, msd, first, fundamentals = _stick_orders(ing, t, orders, half, include_elastic)
+        if orders_cache is not None:
+            orders_cache[key] = (stack, msd, first, fundamentals)
     grid = (np.arange(2 * half + 1) - half) * ing.bin_width
     fwhm = np.asarray(fwhm_func(grid), dtype=float)
     reach = 6.0 * fwhm
@@ -535,7 +545,7 @@ def compute_map(ingredients, q_edges, energy_edges, fwhm_func, temperature=0.0, 
 
 
 def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temperature=0.0,
-                       orders=4, include_elastic=False, by="group"):
+                       orders=4, include_elastic=False, by="group", orders_cache=None):
     """1D spectrum S(Q(E), E) along an instrument trajectory, split by group and order.
 
     Parameters
@@ -543,6 +553,9 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
     q_of_energy : callable
         ``q_of_energy(E) -> |Q|`` (1/angstrom) for energy transfers E (meV);
         NaN where the trajectory does not exist.
+    orders_cache : dict, optional
+        Shared by calls on the same ``ingredients`` (the banks of one instrument):
+        phonon orders computed on an equal grid window are reused, not recomputed.
     Other parameters as :func:`compute_map`.
 
     Returns
@@ -552,7 +565,8 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
     """
     ing = ingredients
     stack, msd, first, fund, grid, rows, kern = _prepare(ing, energy_edges, fwhm_func,
-                                                         temperature, orders, include_elastic)
+                                                         temperature, orders, include_elastic,
+                                                         orders_cache)
     q = np.asarray(q_of_energy(grid[rows]), dtype=float)
     valid = np.isfinite(q)
     q2 = np.where(valid, q, 0.0) ** 2

@@ -161,11 +161,12 @@ def simulate_ingredients(ingredients, settings, metadata=None):
                             y_label=Y_LABEL, display_energy_unit=inst.display_energy_unit,
                             metadata={**meta, "contribution": what})
     else:
-        per_bank = []
+        per_bank, orders_cache = [], {}   # the banks share the phonon orders
         for bank in inst.banks:
             per_bank.append(compute_trajectory(
                 ingredients, lambda e, b=bank: inst.q_of_energy(e, b), edges,
-                lambda e, b=bank: inst.bank_resolution_fwhm(e, b), by="element", **common))
+                lambda e, b=bank: inst.bank_resolution_fwhm(e, b), by="element",
+                orders_cache=orders_cache, **common))
         parts = {key: np.vstack([pb[key] for pb in per_bank]
                                 + [np.mean([pb[key] for pb in per_bank], axis=0)])
                  for key in per_bank[0]}

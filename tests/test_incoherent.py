@@ -171,3 +171,23 @@ def test_one_phonon_function_is_zero_on_gain_side_at_zero_kelvin(sif4_ingredient
     t1 = one_phonon_function(sif4_ingredients, 0.0, 1400)
     assert np.all(t1[:, :1400] == 0)
     assert np.all(t1[:, 1401:] >= 0) and t1.sum() > 0
+
+
+@pytest.mark.parametrize("temperature", [0.0, 300.0])
+def test_banks_sharing_orders_give_what_separate_calls_give(sif4_ingredients, temperature):
+    # two "banks" of one instrument: different trajectories and resolutions, one cache
+    ing = sif4_ingredients
+    edges = np.arange(2.0, 140.0, 1.0)
+    banks = [(lambda e: 0.3 + 0.1 * np.asarray(e), flat(1.0)),
+             (lambda e: 1.0 + 0.2 * np.asarray(e), flat(1.0)),
+             (lambda e: 1.0 + 0.2 * np.asarray(e), flat(2.5))]
+    cache = {}
+    shared = [compute_trajectory(ing, q, edges, w, temperature=temperature, orders=4,
+                                 orders_cache=cache) for q, w in banks]
+    alone = [compute_trajectory(ing, q, edges, w, temperature=temperature, orders=4)
+             for q, w in banks]
+    for a, b in zip(shared, alone):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert 1 <= len(cache) <= 2   # the first two banks have the same window: one entry
