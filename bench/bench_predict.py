@@ -148,7 +148,7 @@ def main():
     rows.append((f"physics route, simulate VISION, {base.n_atoms} atoms", t_phys,
                  f"ML/physics = {rows[0][1] / t_phys:.3f}"))
 
-    print(f"model: {folder.name} ({len(pred.models)} member(s)); torch threads {args.threads}")
+    print(f"model: {folder.name} ({pred.n_members} member(s)); torch threads {args.threads}")
     print("| case | time | note |")
     print("|---|---|---|")
     for name, sec, note in rows:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from insnet_core.nn.card import ModelFileError, load_models
+from insnet_core.nn.card import ModelFileError, load_ensemble, load_models
 from insnet_core.nn.data import graph_batch
 from insnet_core.nn.fastnet import FastINSNet, activation_scale, supported
 from insnet_core.nn.graph import build_graph
@@ -70,8 +70,8 @@ def test_shipped_model_equal_through_both_networks():
     from insnet_core.structure import read_structure
     s = read_structure(REPO / "examples" / "data" / "Ba3ZnRu2O9.cif")
     batch = graph_batch([graph_of_structure(s, 6.0)])
-    fast, _ = load_models(REPO / "models" / "insnet-v1")
-    slow, _ = load_models(REPO / "models" / "insnet-v1", network="e3nn")
+    fast, _ = load_models(REPO / "models" / "insnet-v1", network="fast")
+    slow, _ = load_models(REPO / "models" / "insnet-v1")
     assert isinstance(fast[0], FastINSNet) and isinstance(slow[0], INSNet)
     with torch.no_grad():
         a, b = fast[0](batch), slow[0](batch)
@@ -112,7 +112,51 @@ def test_load_models_names_the_file_of_ill_fitting_weights(tiny_model, tmp_path)
     state["embed_x.bias"] = torch.zeros(3)
     save_file(state, str(folder / "weights.safetensors"))
     with pytest.raises(ModelFileError, match=r"weights.safetensors: weights do not fit.*embed_x"):
-        load_models(folder)
+        load_ensemble(folder)
+
+
+def test_an_ensemble_runs_its_members_together():
+    nets = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        nets.append(_pair()[0])
+    # _pair reseeds; give each member its own weights
+    with torch.no_grad():
+        for k, net in enumerate(nets):
+            for p in net.parameters():
+                p.add_(0.1 * (k + 1) * torch.randn_like(p))
+    joint = FastINSNet(nets[0].config, [n.state_dict() for n in nets]).eval()
+    assert joint.n_members == 3
+    batch = _batch()
+    with torch.no_grad():
+        got = joint(batch, features=True)
+        for k, net in enumerate(nets):
+            want = net(batch, features=True)
+            for key in want:
+                scale = float(want[key].abs().max())
+                torch.testing.assert_close(got[key][k], want[key], rtol=1e-5,
+                                           atol=1e-6 * scale, msg=f"member {k} {key}")
+    bad = [n.state_dict() for n in nets]
+    bad[2] = dict(bad[2], **{"blocks.0.first.sc.weight": torch.zeros(7)})
+    with pytest.raises(ValueError, match="member 2: .*blocks.0.first.sc") as info:
+        FastINSNet(nets[0].config, bad)
+    assert info.value.member == 2
+
+
+def test_shipped_ensemble_equals_its_members():
+    from insnet_core.nn.graph import graph_of_structure
+    from insnet_core.structure import read_structure
+    s = read_structure(REPO / "examples" / "data" / "Ba3ZnRu2O9.cif")
+    batch = graph_batch([graph_of_structure(s, 6.0)])
+    joint, card = load_ensemble(REPO / "models" / "insnet-v2")
+    members, _ = load_models(REPO / "models" / "insnet-v2")
+    assert joint.n_members == len(card["members"]) == len(members) == 3
+    with torch.no_grad():
+        got = joint(batch)
+        for k, m in enumerate(members):
+            want = m(batch)
+            for key in ("vision", "dos"):
+                torch.testing.assert_close(got[key][k], want[key], rtol=1e-5, atol=1e-7)
 
 
 def test_prediction_does_not_import_e3nn():

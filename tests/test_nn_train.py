@@ -149,7 +149,7 @@ def test_ensemble_members_give_errors(tmp_path, ids):
         runs.append(str(out))
     assert main(["ensemble", *runs, "--out", str(tmp_path / "ens")]) == 0
     p = Predictor(tmp_path / "ens")
-    assert len(p.models) == 2
+    assert p.n_members == 2
     mid = next(m for m in ids if set(map(str, database().record(m)["species"])) <= set(p.elements))
     res = p.simulate(structure_of(mid), Settings.check("VISION"))
     assert res.total.errors.max() > 0 and np.all(np.isfinite(res.total.errors))

@@ -24,7 +24,7 @@ from insnet_core import InputError
 
 __all__ = ["CARD_FORMAT", "ModelFileError", "write_card", "read_card", "save_members",
            "assemble_ensemble", "unseen_elements",
-           "load_models", "vision_grid", "dos_grid"]
+           "load_models", "load_ensemble", "vision_grid", "dos_grid"]
 
 #: Version of the card + weights layout this code reads and writes.
 CARD_FORMAT = 1
@@ -126,17 +126,50 @@ def save_members(folder, models, card):
     write_card(folder, card)
 
 
-def load_models(folder, network="fast"):
-    """The networks of a model folder and its card.
+def _read_members(folder):
+    """(config, card, list of state dicts) of a model folder, checked."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from insnet_core.nn.config import ModelConfig
+
+    folder = Path(folder)
+    card = read_card(folder)
+    try:
+        config = ModelConfig.from_dict(card["model"])
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{folder / _CARD}: model settings do not match this code ({exc})") \
+            from None
+    states = []
+    for name in card["members"]:
+        path = folder / name
+        if not path.is_file():
+            raise ModelFileError(f"{path}: weights file listed in the card is missing")
+        try:
+            states.append(load_file(str(path)))
+        except (SafetensorError, OSError) as exc:
+            raise ModelFileError(f"{path}: unreadable weights ({exc})") from None
+    return config, card, states
+
+
+def _misfit(path, exc):
+    first = str(exc).splitlines()[0:2]
+    return ModelFileError(f"{path}: weights do not fit the card's model settings "
+                          f"({' '.join(first)})")
+
+
+def load_models(folder, network="e3nn"):
+    """The members of a model folder, one module each, and its card.
 
     Parameters
     ----------
     folder : path
         ``models/<name>``.
-    network : {'fast', 'e3nn'}
-        ``fast``: the plain-torch inference form (:class:`~insnet_core.nn.fastnet.FastINSNet`,
-        no e3nn import; the e3nn modules where its settings are not written out);
-        ``e3nn``: the trainable :class:`~insnet_core.nn.model.INSNet` modules.
+    network : {'e3nn', 'fast'}
+        ``e3nn``: the trainable :class:`~insnet_core.nn.model.INSNet` modules;
+        ``fast``: each member's plain-torch inference form
+        (:class:`~insnet_core.nn.fastnet.FastINSNet`, the e3nn modules where its settings
+        are not written out). Prediction uses :func:`load_ensemble`.
 
     Returns
     -------
@@ -149,40 +182,47 @@ def load_models(folder, network="fast"):
         Unknown format, grid mismatch, unknown settings, missing or ill-fitting
         weights.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from insnet_core.nn.config import ModelConfig
     from insnet_core.nn.fastnet import FastINSNet, supported
 
     if network not in ("fast", "e3nn"):
         raise ValueError(f"network must be 'fast' or 'e3nn', got {network!r}")
-    folder = Path(folder)
-    card = read_card(folder)
-    try:
-        config = ModelConfig.from_dict(card["model"])
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{folder / _CARD}: model settings do not match this code ({exc})") \
-            from None
+    config, card, states = _read_members(folder)
     fast = network == "fast" and supported(config)
     models = []
-    for k, name in enumerate(card["members"]):
-        path = folder / name
-        if not path.is_file():
-            raise ModelFileError(f"{path}: weights file listed in the card is missing")
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise ModelFileError(f"{path}: unreadable weights ({exc})") from None
+    for name, state in zip(card["members"], states):
         try:
             net = FastINSNet(config, state) if fast else _e3nn_member(config, state, models)
         except (RuntimeError, ValueError) as exc:
-            first = str(exc).splitlines()[0:2]
-            raise ModelFileError(f"{path}: weights do not fit the card's model settings "
-                                 f"({' '.join(first)})") from None
-        net.eval()
-        models.append(net)
+            raise _misfit(Path(folder) / name, exc) from None
+        models.append(net.eval())
     return models, card
+
+
+def load_ensemble(folder):
+    """All members of a model folder as one module, and the card: what prediction runs.
+
+    The module's outputs carry the members first (``vision`` (M, n_graphs, bins), ``dos``
+    (M, n_nodes, 3, bins), ``features`` (M, n_graphs, k)); it is the plain-torch network
+    (:class:`~insnet_core.nn.fastnet.FastINSNet`, every operation once for all members,
+    no e3nn import) where the settings allow, else the e3nn members one after another.
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load_models`; a member that does not fit is named.
+    """
+    from insnet_core.nn.fastnet import FastINSNet, LoopedMembers, supported
+
+    config, card, states = _read_members(folder)
+    if not supported(config):
+        models, card = load_models(folder, network="e3nn")
+        return LoopedMembers(models).eval(), card
+    try:
+        net = FastINSNet(config, states)
+    except ValueError as exc:
+        name = card["members"][getattr(exc, "member", 0)]
+        raise _misfit(Path(folder) / name, exc) from None
+    return net.eval(), card
 
 
 def _e3nn_member(config, state, previous):

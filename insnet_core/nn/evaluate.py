@@ -129,15 +129,15 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
             for start in range(0, len(pos), 32):
                 chunk = pos[start:start + 32]
                 batch = collate(gs, chunk)
-                outs = [m(batch) for m in pred.models]
+                out = pred.network(batch)                 # members first
                 if "vision" in pred.config.heads:
-                    members = np.stack([o["vision"].numpy() for o in outs])
+                    members = out["vision"].numpy()
                     heads["head"].append(members.mean(axis=0))
-                    if len(outs) > 1:
+                    if pred.n_members > 1:
                         heads["head_std"].append(members.std(axis=0, ddof=1))
                 if "dos" in pred.config.heads:
                     ng = batch["node_dos_group"].numpy()
-                    d = np.mean([o["dos"].numpy() for o in outs], axis=0)
+                    d = out["dos"].numpy().mean(axis=0)
                     groups = np.zeros((batch["n_groups"],) + d.shape[1:])
                     np.add.at(groups, ng, d)
                     groups /= np.bincount(ng, minlength=batch["n_groups"])[:, None, None]

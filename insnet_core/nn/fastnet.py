@@ -37,13 +37,13 @@ import torch
 from insnet_core.nn.config import MASS_SCALE, N_ELEMENTS, ModelConfig
 from insnet_core.nn.readout import graph_mean, max_normalise, pooled_features
 
-__all__ = ["FastINSNet", "supported"]
+__all__ = ["FastINSNet", "LoopedMembers", "MemberError", "supported"]
 
 _SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
 #: Weight of the self-connection against the convolution in every layer (e3nn's
 #: gate_points_2101 Convolution: sin and cos of pi/8).
 _C_SELF, _C_CONV = math.sin(math.pi / 8), math.cos(math.pi / 8)
-#: Edges per pass of a convolution's edge loop (intermediates of a few MB).
+#: Edges times members per pass of a convolution's edge loop (intermediates of a few MB).
 EDGE_CHUNK = 4096
 _ACTS = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
@@ -110,9 +110,13 @@ def _offsets(irreps):
 
 
 # ---------------------------------------------------------------- layers
+# Weights and node features carry the ensemble's members first: (M, ...), (M, n_nodes,
+# dim); edge tensors carry them second, (n_edges, M, dim), so that gathering the source
+# atoms and summing onto the destinations run over contiguous rows; edge geometry (the
+# same for all members) has no member axis.
 class _NodeLinear:
     """e3nn FullyConnectedTensorProduct(irreps_in, n_attr x 0e, irreps_out), attributes
-    known per element: one (dim_in, dim_out) matrix per element."""
+    known per element: one (dim_in, dim_out) matrix per member and element."""
 
     def __init__(self, weight, irreps_in, irreps_out, n_attr, where):
         self.irreps_in, self.irreps_out = irreps_in, irreps_out
@@ -123,19 +127,21 @@ class _NodeLinear:
         for i, o in paths:
             fan[o] = fan.get(o, 0) + irreps_in[i][0] * n_attr
         numel = sum(irreps_in[i][0] * n_attr * irreps_out[o][0] for i, o in paths)
-        if weight.numel() != numel:
-            raise ValueError(f"{where}: {weight.numel()} weights, the settings need {numel}")
+        if weight.shape[1:].numel() != numel:
+            raise ValueError(f"{where}: {weight.shape[1:].numel()} weights, the settings "
+                             f"need {numel}")
         off_in, off_out = _offsets(irreps_in), _offsets(irreps_out)
-        self.blocks = []  # (rows slice, cols slice, weight (mul_in, n_attr, mul_out), d)
-        k = 0
+        self.blocks = []  # (rows, cols, weight (M, mul_in, n_attr, mul_out), d)
+        k, n_members = 0, weight.shape[0]
         for i, o in paths:
             m1, (l, _) = irreps_in[i]
             m2 = irreps_out[o][0]
-            w = weight[k:k + m1 * n_attr * m2].view(m1, n_attr, m2) / math.sqrt(fan[o])
+            w = weight[:, k:k + m1 * n_attr * m2].reshape(n_members, m1, n_attr, m2)
             k += m1 * n_attr * m2
             d = 2 * l + 1
             self.blocks.append((slice(off_in[i], off_in[i] + m1 * d),
-                                slice(off_out[o], off_out[o] + m2 * d), w, d))
+                                slice(off_out[o], off_out[o] + m2 * d),
+                                w / math.sqrt(fan[o]), d))
         #: output components some path reaches (e3nn's output_mask)
         mask = torch.zeros(self.dim_out, dtype=weight.dtype)
         for _, cols, _, _ in self.blocks:
@@ -143,31 +149,33 @@ class _NodeLinear:
         self.mask = mask
 
     def matrices(self, attrs):
-        """(n_elements, dim_in, dim_out) for attribute rows ``attrs`` (n_elements, n_attr)."""
-        out = attrs.new_zeros((attrs.shape[0], self.dim_in, self.dim_out))
+        """(M, n_elements, dim_in, dim_out) for attribute rows (M, n_elements, n_attr)."""
+        n_m, n_el = attrs.shape[:2]
+        out = attrs.new_zeros((n_m, n_el, self.dim_in, self.dim_out))
         for rows, cols, w, d in self.blocks:
-            m = torch.einsum("uvw,ev->euw", w, attrs)
+            m = torch.einsum("muvw,mev->meuw", w, attrs)
             if d == 1:
-                out[:, rows, cols] = m
+                out[:, :, rows, cols] = m
             else:
                 eye = torch.eye(d, dtype=m.dtype)
-                out[:, rows, cols] = (m[:, :, None, :, None] * eye[None, None, :, None, :]
-                                      ).reshape(m.shape[0], m.shape[1] * d, m.shape[2] * d)
+                out[:, :, rows, cols] = (m[..., :, None, :, None] * eye[:, None, :]).reshape(
+                    n_m, n_el, m.shape[2] * d, m.shape[3] * d)
         return out
 
 
 def _cross(x, y):
-    """x (E, mul, 3) cross y (E, 3) for every channel."""
-    x0, x1, x2 = x[:, :, 0], x[:, :, 1], x[:, :, 2]
-    y0, y1, y2 = y[:, 0:1], y[:, 1:2], y[:, 2:3]
-    return torch.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], dim=2)
+    """x (E, M, mul, 3) cross y (E, 1, 1, 3) for every member and channel."""
+    x0, x1, x2 = x[..., 0], x[..., 1], x[..., 2]
+    y0, y1, y2 = y[..., 0], y[..., 1], y[..., 2]
+    return torch.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], dim=-1)
 
 
 def _apply_per_element(x, groups, mats):
-    """Rows of ``x`` of element k times ``mats[k]``; ``groups``: node indices per element."""
-    out = x.new_empty((x.shape[0], mats.shape[2]))
+    """Nodes of element k times ``mats[:, k]``: x (M, n, din) -> (M, n, dout);
+    ``groups``: node indices per element."""
+    out = x.new_empty(x.shape[:2] + (mats.shape[3],))
     for k, idx in enumerate(groups):
-        out.index_copy_(0, idx, x.index_select(0, idx) @ mats[k])
+        out.index_copy_(1, idx, torch.bmm(x.index_select(1, idx), mats[:, k]))
     return out
 
 
@@ -175,16 +183,22 @@ class _Radial:
     """e3nn FullyConnectedNet([n_basis] + hidden + [n_out], silu), weights pre-scaled."""
 
     def __init__(self, weights):
-        self.weights = [w / math.sqrt(w.shape[0]) for w in weights]
+        ws = [w / math.sqrt(w.shape[1]) for w in weights]   # (M, fan_in, fan_out)
+        self.n_members = ws[0].shape[0]
+        # the first layer reads the members' common input: one matrix for all of them
+        self.first = ws[0].transpose(0, 1).reshape(ws[0].shape[1], -1)   # (n_basis, M*out)
+        self.rest = ws[1:]
         self.scale = activation_scale("silu")
 
     def __call__(self, emb):
-        h = emb
-        for w in self.weights[:-1]:
-            h = torch.nn.functional.silu(h @ w)
+        """(E, n_basis) -> (E, M, n_out)."""
+        h = (emb @ self.first).unflatten(1, (self.n_members, -1))
+        for w in self.rest:
+            h = torch.nn.functional.silu(h)
             if self.scale != 1.0:
                 h = h * self.scale
-        return h @ self.weights[-1]
+            h = torch.stack([h[:, m] @ w[m] for m in range(self.n_members)], dim=1)
+        return h
 
 
 class _Convolution:
@@ -224,42 +238,46 @@ class _Convolution:
 
     def matrices(self, attrs):
         """Per-element matrices of [sc | lin1] and lin2 for the attribute rows."""
-        return (torch.cat([self.sc.matrices(attrs), self.lin1.matrices(attrs)], dim=2),
+        return (torch.cat([self.sc.matrices(attrs), self.lin1.matrices(attrs)], dim=3),
                 self.lin2.matrices(attrs))
 
     def edge_product(self, h, y0, y1, w):
-        """The tensor product on every edge: (E, dim_in) features of the source atom,
-        y0 (E,), y1 (E, 3) edge attributes, w (E, n_weights) -> (E, dim_mid)."""
-        n = h.shape[0]
-        out = h.new_empty((n, _dim(self.irreps_mid)))
+        """The tensor product on every edge: (E, M, dim_in) features of the source atom,
+        y0 (E,), y1 (E, 3) edge attributes, w (E, M, n_weights) -> (E, M, dim_mid)."""
+        lead = h.shape[:2]
+        out = h.new_empty(lead + (_dim(self.irreps_mid),))
+        y0, y1 = y0[:, None, None], y1[:, None, None, :]
         for a, mul, l_in, l_edge, l_out, b, wo in self.paths:
-            ww = w[:, wo:wo + mul]
+            ww = w[..., wo:wo + mul]
             if l_in == 0:
-                x = h[:, a:a + mul]
+                x = h[..., a:a + mul]
                 if l_edge == 0:                       # 0 x 0 -> 0
-                    r = x * ww * y0[:, None]
+                    r = x * ww * y0
                 else:                                 # 0 x 1 -> 1
-                    r = (x * ww)[:, :, None] * y1[:, None, :]
+                    r = (x * ww)[..., None] * y1
             else:
-                x = h[:, a:a + 3 * mul].view(n, mul, 3)
+                x = h[..., a:a + 3 * mul].unflatten(-1, (mul, 3))
                 if l_edge == 0:                       # 1 x 0 -> 1
-                    r = x * (ww * y0[:, None])[:, :, None]
+                    r = x * (ww * y0)[..., None]
                 elif l_out == 0:                      # 1 x 1 -> 0: dot / sqrt(3)
-                    r = (x * y1[:, None, :]).sum(dim=2) * ww * (1.0 / _SQRT3)
+                    r = (x * y1).sum(dim=-1) * ww * (1.0 / _SQRT3)
                 else:                                 # 1 x 1 -> 1: cross / sqrt(2)
-                    r = _cross(x, y1) * (ww * (1.0 / _SQRT2))[:, :, None]
-            out[:, b:b + mul * (2 * l_out + 1)] = r.reshape(n, -1)
+                    r = _cross(x, y1) * (ww * (1.0 / _SQRT2))[..., None]
+            out[..., b:b + mul * (2 * l_out + 1)] = r.reshape(lead + (-1,))
         return out
 
     def __call__(self, x, groups, mats, chunks):
         sl = _apply_per_element(x, groups, mats[0])
         d_out = _dim(self.irreps_out)
-        s, h = sl[:, :d_out], sl[:, d_out:]
-        agg = x.new_zeros((x.shape[0], _dim(self.irreps_mid)))
+        s = sl[..., :d_out]
+        h = sl[..., d_out:].transpose(0, 1).contiguous()           # (n, M, dim_in)
+        n_m, n = x.shape[:2]
+        d_mid = _dim(self.irreps_mid)
+        agg = x.new_zeros((n, n_m * d_mid))
         for src, dst, y0, y1, emb in chunks:
-            agg.index_add_(0, dst, self.edge_product(h.index_select(0, src), y0, y1,
-                                                     self.radial(emb)))
-        agg = agg / math.sqrt(self.num_neighbors)
+            e = self.edge_product(h.index_select(0, src), y0, y1, self.radial(emb))
+            agg.index_add_(0, dst, e.view(len(dst), n_m * d_mid))
+        agg = agg.view(n, n_m, d_mid).transpose(0, 1) / math.sqrt(self.num_neighbors)
         return _C_SELF * s + self.c_conv * _apply_per_element(agg, groups, mats[1])
 
 
@@ -303,23 +321,39 @@ class _Gate:
     def _activate(x, acts):
         parts = []
         for off, mul, fn, scale in acts:
-            y = fn(x[:, off:off + mul])
+            y = fn(x[..., off:off + mul])
             parts.append(y * scale if scale != 1.0 else y)
-        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
     def __call__(self, x):
-        scalars = torch.cat([x[:, a:a + n] for a, n in self.scalar_spans], dim=1)
+        scalars = torch.cat([x[..., a:a + n] for a, n in self.scalar_spans], dim=-1)
         out = [self._activate(scalars, self.scalar_acts)]
         if self.gate_spans:
-            gates = torch.cat([x[:, a:a + n] for a, n in self.gate_spans], dim=1)
+            gates = torch.cat([x[..., a:a + n] for a, n in self.gate_spans], dim=-1)
             gates = self._activate(gates, self.gate_acts)
             g = 0
             for a, n, d in self.gated_spans:
                 mul = n // d
-                v = x[:, a:a + n].view(x.shape[0], mul, d) * gates[:, g:g + mul, None]
-                out.append(v.reshape(x.shape[0], n))
+                v = x[..., a:a + n].unflatten(-1, (mul, d)) * gates[..., g:g + mul, None]
+                out.append(v.flatten(-2))
                 g += mul
-        return torch.cat(out, dim=1)
+        return torch.cat(out, dim=-1)
+
+
+class _Head:
+    """The insnet kind's per-atom MLP (SiLU, Linear, SiLU, Linear), members stacked."""
+
+    def __init__(self, state, prefix, sizes):
+        self.layers = []
+        for n, (a, b) in zip((1, 3), zip(sizes, sizes[1:])):
+            w = state.take(f"{prefix}.{n}.weight", (b, a))
+            self.layers.append((w.transpose(1, 2).contiguous(),
+                                state.take(f"{prefix}.{n}.bias", (b,))[:, None, :]))
+
+    def __call__(self, h):
+        for w, b in self.layers:
+            h = torch.baddbmm(b, torch.nn.functional.silu(h), w)
+        return h
 
 
 # ---------------------------------------------------------------- the network
@@ -344,6 +378,45 @@ class _Tracked(dict):
         self.used.add(key)
         return value
 
+
+class MemberError(ValueError):
+    """Weights of member ``member`` (index into the state dicts) do not fit."""
+
+    def __init__(self, message, member):
+        super().__init__(message)
+        self.member = member
+
+
+class _Members:
+    """The members' state dicts read together: ``take`` stacks a tensor of every member."""
+
+    def __init__(self, states):
+        self.states = [_Tracked({k: v.detach().to(torch.float32) for k, v in st.items()})
+                       for st in states]
+
+    def _fail(self, k, message):
+        raise MemberError(f"member {k}: {message}" if len(self.states) > 1 else message, k)
+
+    def take(self, key, shape=None):
+        out = []
+        for k, st in enumerate(self.states):
+            if key not in st:
+                self._fail(k, f"weights lack {key!r} for these settings")
+            try:
+                out.append(st.take(key, shape if shape is not None or not out
+                                   else out[0].shape))
+            except ValueError as exc:
+                self._fail(k, str(exc))
+        return torch.stack(out)
+
+    def check_all_used(self):
+        for k, st in enumerate(self.states):
+            left = sorted(key for key in set(st) - st.used if not _e3nn_constant(key))
+            if left:
+                self._fail(k, f"{len(left)} tensors these settings do not use, e.g. "
+                              f"{left[0]!r}")
+
+
 class FastINSNet(torch.nn.Module):
     """The forward pass of :class:`~insnet_core.nn.model.INSNet` from its state dict.
 
@@ -351,8 +424,10 @@ class FastINSNet(torch.nn.Module):
     ----------
     config : ModelConfig
         The card's settings (``lmax`` <= 1, see :func:`supported`).
-    state : dict of str -> tensor
-        An INSNet state dict (as saved in ``member-<k>.safetensors``).
+    state : dict of str -> tensor, or list of them
+        An INSNet state dict (as saved in ``member-<k>.safetensors``), or the state
+        dicts of an ensemble's members (same settings): they run together, one pass
+        of every operation for all members.
 
     Raises
     ------
@@ -367,14 +442,14 @@ class FastINSNet(torch.nn.Module):
             raise ValueError(f"lmax = {config.lmax}: the plain-torch network implements "
                              "lmax <= 1 only")
         self.config = c = config
-        state = _Tracked({k: v.detach().to(torch.float32) for k, v in state.items()})
-        try:
-            self._build(c, state)
-        except KeyError as exc:
-            raise ValueError(f"weights lack {exc.args[0]!r} for these settings") from None
-        left = sorted(k for k in set(state) - state.used if not _e3nn_constant(k))
-        if left:
-            raise ValueError(f"{len(left)} tensors these settings do not use, e.g. {left[0]!r}")
+        #: one state dict given: outputs without the members' axis (as INSNet's)
+        self.single = isinstance(state, dict)
+        members = _Members([state] if self.single else list(state))
+        if not members.states:
+            raise ValueError("no members given")
+        self.n_members = len(members.states)
+        self._build(c, members)
+        members.check_all_used()
 
     def _build(self, c, state):
         if c.kind == "insnet":
@@ -405,39 +480,29 @@ class FastINSNet(torch.nn.Module):
         self.vision_head = self.dos_head = None
         if c.kind == "insnet":
             if "vision" in c.heads:
-                self.vision_head = torch.nn.Sequential(
-                    torch.nn.SiLU(), torch.nn.Linear(c.out_dim, c.out_dim), torch.nn.SiLU(),
-                    torch.nn.Linear(c.out_dim, c.n_vision))
-                self._load_head(self.vision_head, state, "vision_head")
+                self.vision_head = _Head(state, "vision_head",
+                                         (c.out_dim, c.out_dim, c.n_vision))
             if "dos" in c.heads:
-                self.dos_head = torch.nn.Sequential(
-                    torch.nn.SiLU(), torch.nn.Linear(c.out_dim, 2 * c.out_dim), torch.nn.SiLU(),
-                    torch.nn.Linear(2 * c.out_dim, 3 * c.dos_bins))
-                self._load_head(self.dos_head, state, "dos_head")
+                self.dos_head = _Head(state, "dos_head",
+                                      (c.out_dim, 2 * c.out_dim, 3 * c.dos_bins))
         self.basis = torch.linspace(0.0, c.cutoff, c.n_basis, dtype=torch.float32)
-        #: edges per pass of the edge loop: the pass's intermediates stay in cache
-        self.chunk = EDGE_CHUNK
-
-    @staticmethod
-    def _load_head(head, state, prefix):
-        part = {k[len(prefix) + 1:]: state.take(k) for k in list(state)
-                if k.startswith(prefix + ".")}
-        try:
-            head.load_state_dict(part, strict=True)
-        except RuntimeError as exc:
-            raise ValueError(f"{prefix}: {str(exc).splitlines()[-1].strip()}") from None
+        #: edges per pass of the edge loop: the pass's intermediates (all members) stay
+        #: in cache
+        self.chunk = max(EDGE_CHUNK // self.n_members, 256)
 
     # ------------------------------------------------------------------
     def _embed(self, numbers, masses, elements):
+        """Node inputs (M, n, em_dim) and each element's attributes (M, n_el, em_dim)."""
         c = self.config
         col = numbers - 1
-        wx, bx = self.embed_x
+        wx, bx = self.embed_x                     # (M, em, in), (M, em)
         if c.kind == "insnet":
-            x = wx[:, col].T + wx[:, N_ELEMENTS + col].T * (masses / MASS_SCALE)[:, None] + bx
+            x = (wx[:, :, col] + wx[:, :, N_ELEMENTS + col] * (masses / MASS_SCALE)
+                 ).transpose(1, 2) + bx[:, None, :]
         else:
-            x = wx[:, col].T * masses[:, None] + bx
+            x = (wx[:, :, col] * masses).transpose(1, 2) + bx[:, None, :]
         wz, bz = self.embed_z
-        z = torch.relu(wz[:, elements - 1].T + bz)
+        z = torch.relu(wz[:, :, elements - 1].transpose(1, 2) + bz[:, None, :])
         return torch.relu(x), z
 
     def _edges(self, batch):
@@ -449,7 +514,8 @@ class FastINSNet(torch.nn.Module):
             * (math.sqrt(c.n_basis) / 1.12)
         u = 2.0 * (length / c.cutoff - 1.0)
         cut = (1.0 - torch.cos(math.pi * u)) / 2.0
-        cut = torch.where(u > 0, torch.zeros_like(cut), torch.where(u < -1, torch.ones_like(cut), cut))
+        cut = torch.where(u > 0, torch.zeros_like(cut),
+                          torch.where(u < -1, torch.ones_like(cut), cut))
         y1 = vec / length.clamp_min(1e-12)[:, None] * (_SQRT3 * cut[:, None])
         src, dst = batch["edge_src"], batch["edge_dst"]
         n = self.chunk
@@ -457,7 +523,12 @@ class FastINSNet(torch.nn.Module):
                 for a in range(0, max(len(length), 1), n)]
 
     def node_features(self, batch):
-        """Final per-atom scalars, shape (n_nodes, out_dim or n_vision)."""
+        """Final per-atom scalars, (M, n_nodes, out_dim or n_vision); (n_nodes, ...) for
+        a single state dict."""
+        h = self._node_features(batch)
+        return h[0] if self.single else h
+
+    def _node_features(self, batch):
         numbers = batch["numbers"]
         elements, inverse = torch.unique(numbers, return_inverse=True)
         groups = [torch.nonzero(inverse == k).flatten() for k in range(len(elements))]
@@ -468,17 +539,35 @@ class FastINSNet(torch.nn.Module):
         return self.out_conv(x, groups, self.out_conv.matrices(z), chunks)
 
     def forward(self, batch, features=False):
-        """As :meth:`insnet_core.nn.model.INSNet.forward` (same inputs and outputs)."""
+        """As :meth:`insnet_core.nn.model.INSNet.forward` (same inputs and outputs); for
+        an ensemble every output has the members first: ``vision`` (M, n_graphs, 119),
+        ``dos`` (M, n_nodes, 3, bins), ``features`` (M, n_graphs, 2k)."""
         c = self.config
-        h = self.node_features(batch)
+        h = self._node_features(batch)
+        index, n_graphs = batch["node_graph"], batch["n_graphs"]
         out = {}
         if features:
-            out["features"] = pooled_features(h, batch["node_graph"], batch["n_graphs"])
+            out["features"] = torch.stack([pooled_features(hm, index, n_graphs) for hm in h])
         if "vision" in c.heads:
             per_atom = h if c.kind == "reference" else self.vision_head(h)
-            out["vision"] = max_normalise(torch.relu(
-                graph_mean(per_atom, batch["node_graph"], batch["n_graphs"])))
+            out["vision"] = torch.stack([max_normalise(torch.relu(graph_mean(p, index, n_graphs)))
+                                         for p in per_atom])
         if "dos" in c.heads:
-            logits = self.dos_head(h).view(-1, 3, c.dos_bins)
+            logits = self.dos_head(h).unflatten(-1, (3, c.dos_bins))
             out["dos"] = torch.softmax(logits, dim=-1)
-        return out
+        return {k: v[0] for k, v in out.items()} if self.single else out
+
+
+class LoopedMembers(torch.nn.Module):
+    """Modules of one ensemble run one after another, outputs stacked members first (for
+    settings :class:`FastINSNet` does not implement)."""
+
+    def __init__(self, models):
+        super().__init__()
+        self.members = torch.nn.ModuleList(models)
+        self.config = models[0].config
+        self.n_members = len(models)
+
+    def forward(self, batch, features=False):
+        outs = [m(batch, features=features) for m in self.members]
+        return {k: torch.stack([o[k] for o in outs]) for k in outs[0]}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from insnet_core import InputError
-from insnet_core.nn.card import load_models, unseen_elements
+from insnet_core.nn.card import load_ensemble, unseen_elements
 from insnet_core.nn.data import graph_batch
 from insnet_core.nn.graph import graph_of_structure
 from insnet_core.nn.partials import ingredients_from_partials
@@ -53,8 +53,10 @@ class Predictor:
 
     def __init__(self, folder, threads=None):
         self.folder = Path(folder)
-        self.models, self.card = load_models(self.folder)
-        self.config = self.models[0].config
+        #: every member in one module, outputs members first (nn.card.load_ensemble)
+        self.network, self.card = load_ensemble(self.folder)
+        self.config = self.network.config
+        self.n_members = self.network.n_members
         self.elements = list(self.card["elements"])
         self.ranges = self.card.get("training_ranges", {})
         self.name = self.card.get("name", self.folder.name)
@@ -135,27 +137,22 @@ class Predictor:
     def _raw(self, structures, max_atoms, features=False):
         checked = [self.check(s, max_atoms) for s in structures]
         batch = graph_batch([g for g, _ in checked])
-        outs = []
         with torch.no_grad():
-            for k, m in enumerate(self.models):
-                outs.append(m(batch, features=features and k == 0))
+            out = {k: v.numpy() for k, v in self.network(batch, features=features).items()}
         node_graph = batch["node_graph"].numpy()
         results = []
         for b, (s, (graph, warnings)) in enumerate(zip(structures, checked)):
             elements = sorted(set(s.species), key=s.species.index)
             entry = {"elements": elements, "warnings": warnings, "vision": None, "dos": None}
             if features:
-                entry["features"] = outs[0]["features"][b].numpy().astype(float)
+                entry["features"] = out["features"][0, b].astype(float)
             if "vision" in self.config.heads:
-                entry["vision"] = np.stack([o["vision"][b].numpy() for o in outs]).astype(float)
+                entry["vision"] = out["vision"][:, b].astype(float)
             if "dos" in self.config.heads:
-                mask = node_graph == b
+                d = out["dos"][:, node_graph == b]            # (members, atoms, 3, bins)
                 species = np.array(s.species)
-                per = []
-                for o in outs:
-                    d = o["dos"].numpy()[mask]
-                    per.append(np.stack([d[species == e].mean(axis=0) for e in elements]))
-                entry["dos"] = np.stack(per).astype(float)
+                entry["dos"] = np.stack([d[:, species == e].mean(axis=1) for e in elements],
+                                        axis=1).astype(float)
             results.append(entry)
         return results
 
@@ -185,7 +182,7 @@ class Predictor:
             raise InputError(f"model {self.name!r} has no DOS head; it predicts the VISION "
                              "spectrum on its own grid only (use a model with the DOS head)")
         runs = [simulate_ingredients(self.ingredients(structure, entry, k), settings)
-                for k in range(len(self.models))]
+                for k in range(self.n_members)]
 
         def combine(spectra):
             vals = np.stack([s.values for s in spectra])
@@ -207,8 +204,8 @@ class Predictor:
             total = self._head_vision(entry, total)
             used = "head"
         meta = {"prediction_method": "ML", "model": self.name,
-                "model_members": len(self.models), "vision_route": used,
-                "errors": self._errors_note() if len(self.models) > 1
+                "model_members": self.n_members, "vision_route": used,
+                "errors": self._errors_note() if self.n_members > 1
                 else "none (single model)"}
         if entry["warnings"]:
             meta["warnings"] = " | ".join(entry["warnings"])
