@@ -9,9 +9,9 @@ A model folder ``models/<name>/`` holds
 * ``weights.safetensors`` — the state dict (float32 tensors, no pickle), or
   ``member-<k>.safetensors`` for each member of an ensemble.
 
-:func:`load_models` rebuilds the network from the card (for prediction its plain-torch
-form, :mod:`insnet_core.nn.fastnet`; for training the e3nn modules) and refuses, with
-one message naming the file and the field, a card of another format, grids other
+:func:`load_ensemble` builds what prediction runs (all members in one plain-torch
+network, :mod:`insnet_core.nn.fastnet`), :func:`load_models` each member's module (by
+default the trainable e3nn one); both refuse, with one message naming the file and the field, a card of another format, grids other
 than this code's, or weights that do not fit the configuration.
 """
 from __future__ import annotations
@@ -214,8 +214,13 @@ def load_ensemble(folder):
     from insnet_core.nn.fastnet import FastINSNet, LoopedMembers, supported
 
     config, card, states = _read_members(folder)
-    if not supported(config):
-        models, card = load_models(folder, network="e3nn")
+    if not supported(config):   # the states already read: no second pass over the files
+        models = []
+        for name, state in zip(card["members"], states):
+            try:
+                models.append(_e3nn_member(config, state, models).eval())
+            except RuntimeError as exc:
+                raise _misfit(Path(folder) / name, exc) from None
         return LoopedMembers(models).eval(), card
     try:
         net = FastINSNet(config, states)
