@@ -13,7 +13,9 @@ facts make it fast:
    contraction over the attributes for every atom.
 2. The edge tensor product (the neighbour's features times the spherical harmonics of
    the edge direction, path weights from the radial network) is written out for
-   l <= 1: products, dot and cross products, one pass over the edges each.
+   l <= 1: each edge's products, dot and cross product are one small linear map per
+   input channel (:func:`_edge_maps`), its outputs kept in the order they come out
+   (lin2's matrices are permuted to read them), each path's weights one multiply.
 
 Normalisation follows e3nn 0.5-0.6 exactly: 'component' irreps and 'element' path
 normalisation, Wigner 3j symbols of unit norm, the fully connected radial network's
@@ -44,7 +46,7 @@ _SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
 #: gate_points_2101 Convolution: sin and cos of pi/8).
 _C_SELF, _C_CONV = math.sin(math.pi / 8), math.cos(math.pi / 8)
 #: Edges times members per pass of a convolution's edge loop (intermediates of a few MB).
-EDGE_CHUNK = 4096
+EDGE_CHUNK = 2048
 _ACTS = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
@@ -163,11 +165,30 @@ class _NodeLinear:
         return out
 
 
-def _cross(x, y):
-    """x (E, M, mul, 3) cross y (E, 1, 1, 3) for every member and channel."""
-    x0, x1, x2 = x[..., 0], x[..., 1], x[..., 2]
-    y0, y1, y2 = y[..., 0], y[..., 1], y[..., 2]
-    return torch.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], dim=-1)
+def _edge_maps(y0, y1):
+    """The written-out edge products as per-edge linear maps of the source features.
+
+    y0 (E,) and y1 (E, 3) are the edge's spherical harmonics (cut-off included). For a
+    scalar input channel the map is the row ``[y0 | y1]`` (paths 0x0->0 and 0x1->1),
+    (E, 1, 4); for an l = 1 channel the (3, 7) matrix ``[y0 I | y1 / sqrt 3 | C / sqrt 2]``
+    (paths 1x0->1, 1x1->0 the dot product, 1x1->1 the cross product: x C = x cross y1),
+    (E, 3, 7). Path weights multiply the outputs afterwards (one weight per channel).
+    """
+    a0 = torch.cat([y0[:, None], y1], dim=1)[:, None, :]
+    a1 = y0.new_zeros((y0.shape[0], 3, 7))
+    diag = torch.arange(3)
+    a1[:, diag, diag] = y0[:, None]
+    a1[:, :, 3] = y1 * (1.0 / _SQRT3)
+    x, y, z = (y1 * (1.0 / _SQRT2)).unbind(1)
+    a1[:, 0, 5], a1[:, 0, 6] = -z, y
+    a1[:, 1, 4], a1[:, 1, 6] = z, -x
+    a1[:, 2, 4], a1[:, 2, 5] = -y, x
+    return a0, a1
+
+
+#: Columns of the :func:`_edge_maps` maps per path, by (l_in, l_edge, l_out).
+_MAP_COLUMNS = {(0, 0, 0): [0], (0, 1, 1): [1, 2, 3],
+                (1, 0, 1): [0, 1, 2], (1, 1, 0): [3], (1, 1, 1): [4, 5, 6]}
 
 
 def _apply_per_element(x, groups, mats):
@@ -217,13 +238,33 @@ class _Convolution:
         self.irreps_mid = mid
         self.num_neighbors = c.num_neighbors
         off_in, off_mid = _offsets(irreps_in), _offsets(mid)
-        self.paths, w_off = [], 0
-        for i, j, k in instructions:
-            mul, (l_in, _) = irreps_in[i]
-            l_edge = irreps_sh[j][1][0]
-            l_out = mid[new_index[k]][1][0]
-            self.paths.append((off_in[i], mul, l_in, l_edge, l_out, off_mid[new_index[k]], w_off))
-            w_off += mul
+        # The edge product's output in this class's own layout: per input irrep (in
+        # order) a block of mul x K numbers, channel-major, the K columns being its
+        # paths' outputs (:data:`_MAP_COLUMNS`); ``perm`` maps it to e3nn's (sorted)
+        # layout, which lin2's matrices read. Each input irrep keeps its paths as
+        # (first column, columns, first radial weight): one weight per path and channel.
+        self.inputs, perm, w_off = [], [], 0
+        for i, (mul, (l_in, _)) in enumerate(irreps_in):
+            cols, mid_of, paths = [], [], []
+            for ii, j, k in instructions:
+                if ii != i:
+                    continue
+                l_edge, l_out = irreps_sh[j][1][0], mid[new_index[k]][1][0]
+                new = _MAP_COLUMNS[(l_in, l_edge, l_out)]
+                paths.append((len(cols), len(new), w_off))
+                cols += new
+                mid_of += [(off_mid[new_index[k]], 2 * l_out + 1, m) for m in range(len(new))]
+                w_off += mul
+            if not cols:
+                continue
+            perm += [b0 + u * d + m for u in range(mul) for b0, d, m in mid_of]
+            full = len(cols) == (4 if l_in == 0 else 7)
+            self.inputs.append((off_in[i], mul, 2 * l_in + 1,
+                                None if full else torch.tensor(cols), paths))
+        if sorted(perm) != list(range(_dim(mid))):
+            raise ValueError(f"{prefix}: the edge paths do not cover the tensor product's "
+                             "output")
+        self.perm = torch.tensor(perm)
         sizes = [c.n_basis] + [c.radial_neurons] * c.radial_layers + [w_off]
         self.radial = _Radial([state.take(f"{prefix}.fc.layer{n}.weight", (a, b))
                                for n, (a, b) in enumerate(zip(sizes, sizes[1:]))])
@@ -239,32 +280,23 @@ class _Convolution:
     def matrices(self, attrs):
         """Per-element matrices of [sc | lin1] and lin2 for the attribute rows."""
         return (torch.cat([self.sc.matrices(attrs), self.lin1.matrices(attrs)], dim=3),
-                self.lin2.matrices(attrs))
+                self.lin2.matrices(attrs).index_select(2, self.perm))
 
-    def edge_product(self, h, y0, y1, w):
+    def edge_product(self, h, maps, w):
         """The tensor product on every edge: (E, M, dim_in) features of the source atom,
-        y0 (E,), y1 (E, 3) edge attributes, w (E, M, n_weights) -> (E, M, dim_mid)."""
-        lead = h.shape[:2]
-        out = h.new_empty(lead + (_dim(self.irreps_mid),))
-        y0, y1 = y0[:, None, None], y1[:, None, None, :]
-        for a, mul, l_in, l_edge, l_out, b, wo in self.paths:
-            ww = w[..., wo:wo + mul]
-            if l_in == 0:
-                x = h[..., a:a + mul]
-                if l_edge == 0:                       # 0 x 0 -> 0
-                    r = x * ww * y0
-                else:                                 # 0 x 1 -> 1
-                    r = (x * ww)[..., None] * y1
-            else:
-                x = h[..., a:a + 3 * mul].unflatten(-1, (mul, 3))
-                if l_edge == 0:                       # 1 x 0 -> 1
-                    r = x * (ww * y0)[..., None]
-                elif l_out == 0:                      # 1 x 1 -> 0: dot / sqrt(3)
-                    r = (x * y1).sum(dim=-1) * ww * (1.0 / _SQRT3)
-                else:                                 # 1 x 1 -> 1: cross / sqrt(2)
-                    r = _cross(x, y1) * (ww * (1.0 / _SQRT2))[..., None]
-            out[..., b:b + mul * (2 * l_out + 1)] = r.reshape(lead + (-1,))
-        return out
+        the :func:`_edge_maps` of the edges, w (E, M, n_weights) path weights from the
+        radial network -> (E, M, dim_mid) in this class's layout (``perm``)."""
+        n_e, n_m = h.shape[:2]
+        parts = []
+        for a, mul, d, cols, paths in self.inputs:
+            x = h[..., a:a + mul * d].reshape(n_e, n_m * mul, d)
+            amap = maps[d == 3] if cols is None else maps[d == 3].index_select(2, cols)
+            r = x * amap if d == 1 else torch.bmm(x, amap)        # (E, M * mul, K)
+            r = r.view(n_e, n_m, mul, -1)
+            for c0, nc, w0 in paths:
+                r[..., c0:c0 + nc] *= w[..., w0:w0 + mul, None]
+            parts.append(r.flatten(2))
+        return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
 
     def __call__(self, x, groups, mats, chunks):
         sl = _apply_per_element(x, groups, mats[0])
@@ -272,10 +304,10 @@ class _Convolution:
         s = sl[..., :d_out]
         h = sl[..., d_out:].transpose(0, 1).contiguous()           # (n, M, dim_in)
         n_m, n = x.shape[:2]
-        d_mid = _dim(self.irreps_mid)
+        d_mid = len(self.perm)
         agg = x.new_zeros((n, n_m * d_mid))
-        for src, dst, y0, y1, emb in chunks:
-            e = self.edge_product(h.index_select(0, src), y0, y1, self.radial(emb))
+        for src, dst, maps, emb in chunks:
+            e = self.edge_product(h.index_select(0, src), maps, self.radial(emb))
             agg.index_add_(0, dst, e.view(len(dst), n_m * d_mid))
         agg = agg.view(n, n_m, d_mid).transpose(0, 1) / math.sqrt(self.num_neighbors)
         return _C_SELF * s + self.c_conv * _apply_per_element(agg, groups, mats[1])
@@ -519,8 +551,8 @@ class FastINSNet(torch.nn.Module):
         y1 = vec / length.clamp_min(1e-12)[:, None] * (_SQRT3 * cut[:, None])
         src, dst = batch["edge_src"], batch["edge_dst"]
         n = self.chunk
-        return [(src[a:a + n], dst[a:a + n], cut[a:a + n], y1[a:a + n], emb[a:a + n])
-                for a in range(0, max(len(length), 1), n)]
+        return [(src[a:a + n], dst[a:a + n], _edge_maps(cut[a:a + n], y1[a:a + n]),
+                 emb[a:a + n]) for a in range(0, max(len(length), 1), n)]
 
     def node_features(self, batch):
         """Final per-atom scalars, (M, n_nodes, out_dim or n_vision); (n_nodes, ...) for
