@@ -46,7 +46,7 @@ _SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
 #: gate_points_2101 Convolution: sin and cos of pi/8).
 _C_SELF, _C_CONV = math.sin(math.pi / 8), math.cos(math.pi / 8)
 #: Edges times members per pass of a convolution's edge loop (intermediates of a few MB).
-EDGE_CHUNK = 2048
+EDGE_CHUNK = 4096
 _ACTS = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
