@@ -310,6 +310,11 @@ def _add_train_parser(sub):
         t.add_argument(name, type=typ, default=default, help=f"{text} (default {default})")
     t.add_argument("--unstable", choices=("keep", "downweight", "drop"), default="keep",
                    help="crystals with modes below -1 THz: keep, weight 0.3, or drop")
+    t.add_argument("--vision-loss", choices=("mse", "rmse"), default="mse",
+                   help="VISION head loss per crystal: squared error, or its root (aims at "
+                        "the median crystal)")
+    t.add_argument("--init", default="",
+                   help="start from this trained model folder's weights (fine-tuning)")
     t.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--compact", action="store_true",
@@ -338,7 +343,8 @@ def run_train(args):
                              patience=args.patience, seed=args.seed,
                              checkpoint_minutes=args.checkpoint_minutes, unstable=args.unstable,
                              max_train=args.max_train, max_hours=args.max_hours,
-                             threads=args.threads, compact=args.compact)
+                             threads=args.threads, compact=args.compact,
+                             vision_loss=args.vision_loss, init=args.init)
     card = train(Database(args.db), args.out, config, settings, resume=args.resume,
                  graph_cache=args.graph_cache, log=lambda m: print(m, flush=True))
     if card is not None:

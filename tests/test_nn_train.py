@@ -168,3 +168,40 @@ def test_ensemble_members_give_errors(tmp_path, ids):
     train(database(), other, ModelConfig(**dict(TINY, mul=3)), TrainSettings(epochs=1),
           ids=ids, log=lambda m: None)
     assert main(["ensemble", runs[0], str(other), "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_root_loss_is_the_root_of_each_crystals_error():
+    import math
+    import torch
+    from insnet_core.nn.train import VISION_SCALE, total_loss
+    mse = torch.tensor([0.04, 0.0001])
+    got = total_loss({"vision_mse": mse}, "rmse")
+    torch.testing.assert_close(got, torch.sqrt(mse + 1e-10) / math.sqrt(VISION_SCALE))
+    torch.testing.assert_close(total_loss({"vision_mse": mse}), mse / VISION_SCALE)
+    # the badly missed crystal weighs 20x the good one under the root, 400x under the square
+    assert float(got[0] / got[1]) == pytest.approx(20.0, rel=1e-4)
+    with pytest.raises(InputError, match="--vision-loss"):
+        TrainSettings(vision_loss="mae").check()
+
+
+def test_fine_tuning_starts_from_the_given_weights(run, tmp_path, ids):
+    import torch
+    from safetensors.torch import load_file
+    out, card = run
+    start = load_file(str(out / "weights.safetensors"))
+    # no epoch: the run's first validation is the starting model's
+    s = TrainSettings(epochs=1, batch_size=8, lr=0.0, weight_decay=0.0, seed=3,
+                      init=str(out), vision_loss="rmse")
+    ft = train(database(), tmp_path / "ft", ModelConfig(**TINY), s, ids=ids, log=lambda m: None)
+    assert ft["training"]["init"] == str(out) and ft["training"]["loss"]["vision"] == "rmse"
+    after = load_file(str(tmp_path / "ft" / "weights.safetensors"))
+    for k, v in start.items():
+        torch.testing.assert_close(after[k], v, msg=k)       # lr 0: unchanged
+    member = tmp_path / "member-0.safetensors"
+    with pytest.raises(InputError, match="member-0.safetensors"):
+        train(database(), tmp_path / "bad", ModelConfig(**TINY),
+              TrainSettings(epochs=1, init=str(out / member.name)), ids=ids, log=lambda m: None)
+    other = dict(TINY, mul=6)
+    with pytest.raises(InputError, match="mul"):
+        train(database(), tmp_path / "bad2", ModelConfig(**other),
+              TrainSettings(epochs=1, init=str(out)), ids=ids, log=lambda m: None)

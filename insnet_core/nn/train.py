@@ -18,7 +18,11 @@ The run folder holds
 Losses (per crystal, then averaged with the crystal weights)
 
 * VISION head: mean squared error of the max-normalised spectra (the
-  reference work's loss), divided by ``VISION_SCALE``;
+  reference work's loss), divided by ``VISION_SCALE``; or, with
+  ``vision_loss='rmse'``, its square root per crystal divided by
+  sqrt(``VISION_SCALE``). The mean of the per-crystal root weighs a crystal the
+  model misses badly less than the mean of the squares does, so it aims at the
+  *median* crystal's error (the test metric) rather than the mean's;
 * DOS head, per element and principal axis: the Wasserstein-1 distance
   between predicted and target DOS (integral of |CDF difference|, meV)
   divided by ``W1_SCALE``, plus the absolute log-ratio of the first inverse
@@ -47,6 +51,8 @@ __all__ = ["TrainSettings", "train", "loss_terms", "UNSTABLE_CHOICES"]
 VISION_SCALE = 0.01
 W1_SCALE = 5.0   # meV
 MOMENT_WEIGHT = 0.5
+#: Per-crystal VISION loss: the mean squared error, or its square root (see above).
+VISION_LOSSES = ("mse", "rmse")
 #: How unstable crystals (modes below -1 THz) enter training.
 UNSTABLE_CHOICES = {"keep": 1.0, "downweight": 0.3, "drop": 0.0}
 
@@ -67,8 +73,13 @@ class TrainSettings:
     max_hours: float = 0.0    # 0: no time limit; otherwise stop (resumably) after this long
     threads: int = 0          # 0: leave torch's default
     compact: bool = False
+    vision_loss: str = "mse"
+    init: str = ""            # a model folder whose weights start the run ("" : random)
 
     def check(self):
+        if self.vision_loss not in VISION_LOSSES:
+            raise InputError(f"--vision-loss must be one of {list(VISION_LOSSES)}, "
+                             f"got {self.vision_loss!r}")
         if self.unstable not in UNSTABLE_CHOICES:
             raise InputError(f"--unstable must be one of {list(UNSTABLE_CHOICES)}, "
                              f"got {self.unstable!r}")
@@ -107,17 +118,20 @@ def loss_terms(out, batch, width=DOS_WIDTH):
     return terms
 
 
-def total_loss(terms):
+def total_loss(terms, vision_loss="mse"):
     """Per-crystal total of the scaled terms."""
     total = 0.0
     if "vision_mse" in terms:
-        total = total + terms["vision_mse"] / VISION_SCALE
+        if vision_loss == "rmse":
+            total = total + torch.sqrt(terms["vision_mse"] + 1e-10) / math.sqrt(VISION_SCALE)
+        else:
+            total = total + terms["vision_mse"] / VISION_SCALE
     if "dos_w1" in terms:
         total = total + terms["dos_w1"] / W1_SCALE + MOMENT_WEIGHT * terms["dos_moment"]
     return total
 
 
-def _evaluate_loss(model, gs, positions, batch_size):
+def _evaluate_loss(model, gs, positions, batch_size, vision_loss="mse"):
     model.eval()
     sums, count = {}, 0
     with torch.no_grad():
@@ -125,7 +139,7 @@ def _evaluate_loss(model, gs, positions, batch_size):
             pos = positions[start:start + batch_size]
             batch = collate(gs, pos)
             terms = loss_terms(model(batch), batch)
-            terms["total"] = total_loss(terms)
+            terms["total"] = total_loss(terms, vision_loss)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.sum())
             count += len(pos)
@@ -140,6 +154,33 @@ def _init_dos_bias(model, gs, positions):
     last = model.dos_head[-1]
     with torch.no_grad():
         last.bias.copy_(torch.from_numpy(np.log(mean + 1e-6).reshape(-1)).to(last.bias.dtype))
+
+
+def _init_from(model, folder, config, log):
+    """Start from trained weights (fine-tuning): a model folder's ``weights.safetensors``, or
+    one weights file of a model folder (an ensemble's ``member-<k>.safetensors``). The
+    folder's card must have this run's settings."""
+    from safetensors.torch import load_file
+
+    from insnet_core.nn.card import read_card
+    path = Path(folder)
+    folder, weights = ((path.parent, path) if path.suffix == ".safetensors"
+                       else (path, path / "weights.safetensors"))
+    card = read_card(folder)
+    theirs = dict(card["model"])
+    mine = config.to_dict()
+    diff = sorted(k for k in set(mine) | set(theirs)
+                  if k != "num_neighbors" and mine.get(k) != theirs.get(k))
+    if diff:
+        raise InputError(f"--init {folder}: its model settings differ from this run's ({diff})")
+    if theirs.get("num_neighbors") != mine.get("num_neighbors"):
+        raise InputError(f"--init {folder}: trained with {theirs.get('num_neighbors')} mean "
+                         f"neighbours, this run's training set has {mine.get('num_neighbors')}")
+    if not weights.exists():
+        raise InputError(f"--init {path}: no {weights.name} there (for an ensemble, name a "
+                         "member's file, e.g. member-0.safetensors)")
+    model.load_state_dict(load_file(str(weights)))
+    log(f"weights from {weights}")
 
 
 def _plot_history(folder, history):
@@ -211,7 +252,9 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
 
     torch.manual_seed(settings.seed)
     model = INSNet(config)
-    if model.config.kind == "insnet" and "dos" in config.heads:
+    if settings.init:
+        _init_from(model, settings.init, config, log)
+    elif model.config.kind == "insnet" and "dos" in config.heads:
         _init_dos_bias(model, gs, train_pos)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     state = {"epoch": 0, "batch": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0,
@@ -257,7 +300,7 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
             batch = collate(gs, batches[b])
             terms = loss_terms(model(batch), batch)
             w = torch.as_tensor(weight[batches[b]], dtype=torch.float32)
-            loss = (total_loss(terms) * w).sum() / w.sum()
+            loss = (total_loss(terms, settings.vision_loss) * w).sum() / w.sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -274,7 +317,7 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
                 last_ckpt = now
         if stopped_for_time:
             break
-        val = _evaluate_loss(model, gs, val_pos, 32)
+        val = _evaluate_loss(model, gs, val_pos, 32, settings.vision_loss)
         train_loss = state["train_sum"] / max(state["train_count"], 1)
         state["history"].append({"epoch": ep + 1, "train": train_loss, "validation": val,
                                  "lr": opt.param_groups[0]["lr"], "seconds": state["seconds"]})
@@ -328,8 +371,8 @@ def finish(db, out, gs, parts, train_pos, config, settings, state):
         "training": dict(asdict(settings), best_epoch=state["best_epoch"],
                          epochs_run=state["epoch"], seconds=round(state["seconds"], 1),
                          best_validation=state["best"],
-                         loss={"vision_scale": VISION_SCALE, "w1_scale_meV": W1_SCALE,
-                               "moment_weight": MOMENT_WEIGHT}),
+                         loss={"vision": settings.vision_loss, "vision_scale": VISION_SCALE,
+                               "w1_scale_meV": W1_SCALE, "moment_weight": MOMENT_WEIGHT}),
         "history": state["history"],
     }
     save_members(out, [model], card)
