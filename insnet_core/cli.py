@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from insnet_core import InputError, InsnetError, __version__
-from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K
+from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K, VISION_ROUTES
 
 __all__ = ["main", "build_parser"]
 
@@ -53,6 +53,7 @@ def build_parser():
     _add_predict_parser(sub)
     _add_evaluate_parser(sub)
     _add_ensemble_parser(sub)
+    _add_neighbours_parser(sub)
     _add_serve_parser(sub)
     _add_phonons_parser(sub)
     _add_maps_parser(sub)
@@ -261,9 +262,10 @@ def _add_predict_parser(sub):
     pr.add_argument("structures", nargs="+", help="CIF or POSCAR files, or folders of them")
     pr.add_argument("--model", default=None,
                     help="model name in models/ or a model folder (default: the shipped default)")
-    pr.add_argument("--vision-route", choices=("partials", "head"), default=None,
-                    help="VISION from the engine on the predicted partial DOS, or from the "
-                         "network's VISION head (default: the model card's choice)")
+    pr.add_argument("--vision-route", choices=VISION_ROUTES, default=None,
+                    help="VISION from the engine on the predicted partial DOS, from the "
+                         "network's VISION head, or the head blended with the nearest "
+                         "training crystals' spectra (default: the model card's choice)")
     pr.add_argument("--route", dest="map_route", choices=("partials", "ae"), default=None,
                     help="maps (SEQUOIA, ideal2d): the engine on the predicted partial DOS, or "
                          "the autoencoder route (latent heads + ONNX decoder; total only). "
@@ -547,6 +549,42 @@ def _add_evaluate_parser(sub):
     ev.add_argument("--write-cards", action="store_true",
                     help="store the summary in each model's card.json (test_metrics) and choose "
                          "its default VISION route (lower median MSE)")
+
+
+def _add_neighbours_parser(sub):
+    nb = sub.add_parser("neighbours",
+                        help="nearest-training-crystal data of a model (VISION route "
+                             "'neighbours')",
+                        description="Stores the training crystals' network features and "
+                                    "spectra in MODEL/neighbours.npz and fits the blend of the "
+                                    "VISION head with the nearest crystals' spectra on the "
+                                    "validation split (insnet_core.nn.neighbours).")
+    nb.add_argument("--db", required=True, help="database folder")
+    nb.add_argument("--model", required=True, help="model folder")
+    nb.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
+    nb.add_argument("--default", action="store_true",
+                    help="make 'neighbours' the card's default VISION route when its validation "
+                         "median MSE is below the head's")
+
+
+def run_neighbours(args):
+    from insnet_core.dataset.reader import Database
+    from insnet_core.nn.card import read_card, write_card
+    from insnet_core.nn.neighbours import build
+    card = build(Database(args.db), args.model, graph_cache=args.graph_cache,
+                 log=lambda m: print(m, flush=True))
+    med = {r: v["mse_median"] for r, v in card["neighbours"]["validation_medians"].items()}
+    if args.default and med["neighbours"] < med["head"]:
+        card = read_card(args.model)
+        card["default_vision_route"] = "neighbours"
+        card["default_vision_route_reason"] = (
+            f"median MSE on the validation split: neighbours {med['neighbours']:.4f}, head "
+            f"{med['head']:.4f} (test split: test_metrics); maps and other instruments always "
+            "use the partials route")
+        card.pop("format_version", None)
+        write_card(args.model, card)
+        print(f"{args.model}: default VISION route 'neighbours'")
+    return 0
 
 
 def _add_ensemble_parser(sub):
@@ -1073,6 +1111,8 @@ def main(argv=None):
             return run_evaluate(args)
         if args.command == "ensemble":
             return run_ensemble(args)
+        if args.command == "neighbours":
+            return run_neighbours(args)
         if args.command == "serve":
             return run_serve(args)
         if args.command == "phonons":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from insnet_core import InputError
 
 __all__ = ["DEFAULT_TEMPERATURE_K", "DEFAULT_ORDERS", "AUTO_ORDERS", "AUTO_ORDER_THRESHOLD",
-           "MAX_ORDER", "check_orders_setting"]
+           "MAX_ORDER", "VISION_ROUTES", "check_orders_setting"]
 
 #: Sample temperature, K: the base temperature INS spectra are measured at (and that
 #: users compare with); for phonons it differs negligibly from 0 K.
@@ -18,6 +18,11 @@ DEFAULT_TEMPERATURE_K = 5.0
 #: The highest phonon order is chosen from the spectrum (see AUTO_ORDER_THRESHOLD).
 AUTO_ORDERS = "auto"
 DEFAULT_ORDERS = AUTO_ORDERS
+
+#: Method ML's VISION routes: the engine on the predicted per-element DOS, the network's
+#: VISION head, or the head blended with the nearest training crystals' spectra
+#: (insnet_core.nn.predictor); a model card's ``default_vision_route`` picks one.
+VISION_ROUTES = ("partials", "head", "neighbours")
 
 #: Highest order computed, also the ceiling of the automatic choice.
 MAX_ORDER = 10

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from insnet_core import InputError, __version__
-from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K
+from insnet_core.defaults import DEFAULT_ORDERS, DEFAULT_TEMPERATURE_K, VISION_ROUTES
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "MAP_ROUTES", "default_map_route", "load_map_route",
            "PredictionRequest", "plan", "find_problems",
@@ -727,9 +727,10 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     final_energy, bank_angles, resolution_poly :
         VISION settings (meV; degrees; FWHM = a + b E + c E^2 coefficients in
         cm^-1); None for the instrument's defaults.
-    vision_route : {'partials', 'head'}, optional
-        Method 'ML', VISION only: the engine on the predicted partial DOS or
-        the network's VISION head (default: the model card's choice).
+    vision_route : {'partials', 'head', 'neighbours'}, optional
+        Method 'ML', VISION only: the engine on the predicted partial DOS, the
+        network's VISION head, or the head blended with the nearest training
+        crystals' spectra (default: the model card's choice).
     progress : callable, optional
         ``progress(fraction, message)``.
     potential : str, optional
@@ -760,7 +761,8 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
                    chopper_frequency, final_energy, bank_angles, resolution_poly, potential,
                    max_atoms, map_route)
     if vision_route is not None:
-        if vision_route not in ("partials", "head"):
-            raise InputError(f"vision_route must be 'partials' or 'head', got {vision_route!r}")
+        if vision_route not in VISION_ROUTES:
+            raise InputError(f"vision_route must be one of {list(VISION_ROUTES)}, got "
+                             f"{vision_route!r}")
         request.vision_route = vision_route
     return run_request(request, progress=progress)

@@ -3,9 +3,10 @@
 ``insnet evaluate --db data/insnet-db --models models/A models/B`` predicts the
 VISION spectrum (bank average, 10-1200 cm^-1, 0 K, the database's orders) of
 every crystal of the chosen split part and compares it with the database
-target. Routes per model: ``head`` (head (a), the network's VISION output) and,
+target. Routes per model: ``head`` (head (a), the network's VISION output);
 for models with the DOS head, ``partials`` (head (b)'s per-element DOS through
-the engine). Baselines in the same run: ``mean`` (the mean max-normalised
+the engine); for models with nearest-crystal data, ``neighbours`` (the head
+blended with the nearest training crystals' spectra, :mod:`insnet_core.nn.neighbours`). Baselines in the same run: ``mean`` (the mean max-normalised
 training spectrum) and ``oracle`` (the true DOS coarsened to the DOS head's
 grid, through the engine: the ceiling of the partials route).
 
@@ -124,12 +125,14 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
         pred = Predictor(folder)
         name = pred.name
         t0 = time.time()
-        heads = {"head": [], "dos": [], "head_std": []}
+        heads = {"head": [], "dos": [], "head_std": [], "features": []}
         with torch.no_grad():
             for start in range(0, len(pos), 32):
                 chunk = pos[start:start + 32]
                 batch = collate(gs, chunk)
-                out = pred.network(batch)                 # members first
+                out = pred.network(batch, features=pred.neighbours is not None)
+                if pred.neighbours is not None:            # (outputs: members first)
+                    heads["features"].append(out["features"].numpy().mean(axis=0))
                 if "vision" in pred.config.heads:
                     members = out["vision"].numpy()
                     heads["head"].append(members.mean(axis=0))
@@ -145,6 +148,9 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
         seconds[f"{name}:network"] = time.time() - t0
         if heads["head"]:
             routes[f"{name}:head"] = np.concatenate(heads["head"])
+        if heads["features"]:
+            routes[f"{name}:neighbours"] = pred.neighbours.blend(
+                routes[f"{name}:head"], np.concatenate(heads["features"]))[0]
         if heads["head_std"]:
             std = np.concatenate(heads["head_std"])
             calibration[name] = {
@@ -316,6 +322,7 @@ def update_cards(result, model_folders):
     becomes ``default_vision_route``; the reason, with the medians, goes in
     ``default_vision_route_reason``. Returns the folders updated.
     """
+    from insnet_core.defaults import VISION_ROUTES
     from insnet_core.nn.card import read_card, write_card
 
     summary = summarise(result)
@@ -353,17 +360,18 @@ def update_cards(result, model_folders):
                                 "baselines": baselines, "other_models_all": others,
                                 "command": "insnet evaluate --db <db> --models "
                                            + " ".join(str(f) for f in model_folders)}
-        if "head" in mine and "partials" in mine:
-            med = {r: mine[r]["all"]["mse"]["median"] for r in ("head", "partials")}
+        routes = [r for r in VISION_ROUTES if r in mine]
+        if len(routes) > 1:
+            med = {r: mine[r]["all"]["mse"]["median"] for r in routes}
             best = min(med, key=med.get)
             card["default_vision_route"] = best
+
+            def line(key, fmt):
+                return ", ".join(f"{r} {mine[r]['all'][key]['median']:{fmt}}" for r in routes)
             card["default_vision_route_reason"] = (
-                f"median MSE on the {result['part']} split: head {med['head']:.4f}, partials "
-                f"{med['partials']:.4f} (cosine {mine['head']['all']['cosine']['median']:.3f} vs "
-                f"{mine['partials']['all']['cosine']['median']:.3f}; W1 "
-                f"{mine['head']['all']['w1']['median']:.2f} vs "
-                f"{mine['partials']['all']['w1']['median']:.2f} meV); maps and other "
-                "instruments always use the partials route")
+                f"lowest median MSE on the {result['part']} split: {line('mse', '.4f')} "
+                f"(cosine {line('cosine', '.3f')}; W1 meV {line('w1', '.2f')}); maps and "
+                "other instruments always use the partials route")
         card.pop("format_version", None)
         write_card(folder, card)
         done.append(folder)

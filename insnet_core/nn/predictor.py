@@ -12,7 +12,9 @@
   instrument through the engine (partials route), with the ensemble's
   per-bin standard deviation as the spectrum errors. For VISION the card's
   ``default_vision_route`` may choose head (a) instead: its shape, put on the
-  absolute scale of the partials route's VISION spectrum.
+  absolute scale of the partials route's VISION spectrum; or ``neighbours``: head (a)
+  blended with the spectra of the nearest training crystals
+  (:mod:`insnet_core.nn.neighbours`, for a model folder that has them).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from insnet_core.nn.partials import ingredients_from_partials
 
 __all__ = ["Predictor", "VISION_ROUTES"]
 
-VISION_ROUTES = ("partials", "head")
+from insnet_core.defaults import VISION_ROUTES
 #: Largest cell a model accepts by default (atoms).
 MAX_ATOMS = 1000
 #: Single-structure network outputs remembered (one VISION and one map request on
@@ -69,6 +71,14 @@ class Predictor:
         scale, floor = float(cal.get("value", 1.0)), float(cal.get("floor", 0.0))
         self.sigma_scale = scale if np.isfinite(scale) and scale > 0 else 1.0
         self.sigma_floor = floor if np.isfinite(floor) and floor > 0 else 0.0
+        #: the training crystals' features and spectra (the 'neighbours' VISION route)
+        self.neighbours, self.neighbour_sigma = None, (1.0, 0.0)
+        info = self.card.get("neighbours")
+        if isinstance(info, dict) and "vision" in self.config.heads:
+            from insnet_core.nn.neighbours import NeighbourSet
+            self.neighbours = NeighbourSet.load(self.folder, info.get("params"))
+            cal = info.get("sigma_scale") or {}
+            self.neighbour_sigma = (float(cal.get("value", 1.0)), float(cal.get("floor", 0.0)))
         if threads:
             torch.set_num_threads(int(threads))
         self._raw_cache = OrderedDict()
@@ -138,7 +148,8 @@ class Predictor:
         checked = [self.check(s, max_atoms) for s in structures]
         batch = graph_batch([g for g, _ in checked])
         with torch.no_grad():
-            out = {k: v.numpy() for k, v in self.network(batch, features=features).items()}
+            out = {k: v.numpy() for k, v in self.network(
+                batch, features=features or self.neighbours is not None).items()}
         node_graph = batch["node_graph"].numpy()
         results = []
         for b, (s, (graph, warnings)) in enumerate(zip(structures, checked)):
@@ -146,6 +157,8 @@ class Predictor:
             entry = {"elements": elements, "warnings": warnings, "vision": None, "dos": None}
             if features:
                 entry["features"] = out["features"][0, b].astype(float)
+            if self.neighbours is not None:
+                entry["neighbour_features"] = out["features"][:, b].mean(axis=0).astype(float)
             if "vision" in self.config.heads:
                 entry["vision"] = out["vision"][:, b].astype(float)
             if "dos" in self.config.heads:
@@ -198,15 +211,20 @@ class Predictor:
         route = vision_route or self.card.get("default_vision_route", "partials")
         if route not in VISION_ROUTES:
             raise InputError(f"VISION route must be one of {VISION_ROUTES}, got {route!r}")
-        used = "partials"
-        if (route == "head" and settings.instrument.name == "VISION"
+        if route == "neighbours" and self.neighbours is None:
+            raise InputError(f"model {self.name!r} has no nearest-crystal data ({self.folder} "
+                             "has no neighbours.npz); VISION route 'head' or 'partials'")
+        used, note = "partials", None
+        if (route in ("head", "neighbours") and settings.instrument.name == "VISION"
                 and entry["vision"] is not None):
-            total = self._head_vision(entry, total)
-            used = "head"
+            total, note = self._head_vision(entry, total, route == "neighbours")
+            used = route
         meta = {"prediction_method": "ML", "model": self.name,
                 "model_members": self.n_members, "vision_route": used,
                 "errors": self._errors_note() if self.n_members > 1
                 else "none (single model)"}
+        if note:
+            meta["nearest_training_crystal"] = note
         if entry["warnings"]:
             meta["warnings"] = " | ".join(entry["warnings"])
         for spec in [total] + list(by_element.values()) + list(by_order.values()):
@@ -229,21 +247,34 @@ class Predictor:
                      "(the error the members share)")
         return note + " (calibrated on the validation split)"
 
-    def _head_vision(self, entry, partial_total):
+    def _head_vision(self, entry, partial_total, neighbours=False):
         """Head (a)'s VISION shape on the partials route's bins and absolute scale.
 
         The head predicts the bank average on its own grid (10-1200 cm^-1,
         10 cm^-1); it is rebinned (flux conserving) to the requested bins and
         scaled to the partials route's integral. Each bank row is the head's
-        average times the partials route's bank / average ratio per bin.
+        average times the partials route's bank / average ratio per bin. With
+        ``neighbours`` the shape is first blended with the nearest training
+        crystals' spectra (errors: the members' spread times the head's share,
+        calibrated for that route). Returns (spectrum, note on the neighbours or None).
         """
+        from insnet_core.nn.evaluate import calibrated_sigma
         from insnet_core.spectrum import Spectrum
         from insnet_core.units import MEV_PER_CM1
 
         head_edges = (10.0 + 10.0 * np.arange(self.config.n_vision + 1)) * MEV_PER_CM1
         shape = entry["vision"].mean(axis=0)
-        err = (self._sigma(entry["vision"].std(axis=0, ddof=1), shape)
-               if entry["vision"].shape[0] > 1 else np.zeros_like(shape))
+        spread = (entry["vision"].std(axis=0, ddof=1) if entry["vision"].shape[0] > 1
+                  else np.zeros_like(shape))
+        note = None
+        if neighbours:
+            out, weight, idx, dist = self.neighbours.blend(
+                shape[None, :], entry["neighbour_features"][None, :])
+            shape = out[0]
+            err = calibrated_sigma(spread * (1.0 - weight[0]), shape, *self.neighbour_sigma)
+            note = self.neighbours.describe(idx[0], dist[0], weight[0])
+        else:
+            err = self._sigma(spread, shape) if entry["vision"].shape[0] > 1 else spread
         head = Spectrum(energy_edges=head_edges, values=shape, errors=err)
         head = head.rebin(energy_edges=partial_total.energy_edges)
         rows = list(partial_total.labels or [])
@@ -256,7 +287,8 @@ class Predictor:
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(ref[None, :] > 0, partial_total.values / ref[None, :], 0.0)
         return replace(partial_total, values=avg[None, :] * ratio,
-                       errors=avg_err[None, :] * ratio, metadata=dict(partial_total.metadata))
+                       errors=avg_err[None, :] * ratio,
+                       metadata=dict(partial_total.metadata)), note
 
 
 def _copy_entry(entry):

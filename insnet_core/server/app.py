@@ -37,6 +37,7 @@ from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from insnet_core import InputError, __version__
+from insnet_core.defaults import VISION_ROUTES
 from insnet_core.server.service import (DOWNLOAD_FORMATS, Limits, PredictionService,
                                         parse_form)
 
@@ -132,7 +133,7 @@ _PREDICT_DOC = {
                 "chopper_package": {"type": "string"},
                 "chopper_frequency": {"type": "integer", "description": "Hz"},
                 "model": {"type": "string"},
-                "vision_route": {"type": "string", "enum": ["head", "partials"]},
+                "vision_route": {"type": "string", "enum": list(VISION_ROUTES)},
             }}}}},
     "responses": {"400": {"description": "bad settings or form"},
                   "413": {"description": "upload too large"},

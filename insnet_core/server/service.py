@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from insnet_core import InputError, InsnetError
+from insnet_core.defaults import VISION_ROUTES
 
 __all__ = ["Limits", "FormSettings", "ServiceResult", "ResultStore", "PredictionService",
            "parse_form", "safe_display_name", "DOWNLOAD_FORMATS"]
@@ -157,8 +158,8 @@ def parse_form(form):
             setattr(settings, key, str(form.get(key)).strip())
     if settings.instrument == "SEQUOIA" and settings.ei is None and "ei" not in problems:
         problems["ei"] = "SEQUOIA needs an incident energy Ei (meV)"
-    if settings.vision_route not in (None, "head", "partials"):
-        problems["vision_route"] = (f"route must be 'head' or 'partials', got "
+    if settings.vision_route is not None and settings.vision_route not in VISION_ROUTES:
+        problems["vision_route"] = (f"route must be one of {', '.join(VISION_ROUTES)}, got "
                                     f"{settings.vision_route[:40]!r}")
     if problems:
         raise InputError("; ".join(f"{k}: {v}" for k, v in problems.items()))
@@ -314,7 +315,7 @@ class PredictionService:
                 "chopper_packages": Sequoia.chopper_packages(),
                 "chopper_frequencies": Sequoia.chopper_frequencies(),
                 "models": self.models(), "default_model": self._model_name(),
-                "vision_routes": ["head", "partials"],
+                "vision_routes": list(VISION_ROUTES),
                 "limits": {"max_upload_bytes": self.limits.max_upload_bytes,
                            "max_atoms": self.limits.max_atoms,
                            "timeout_s": self.limits.timeout_s}}

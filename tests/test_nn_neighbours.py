@@ -1,0 +1,121 @@
+"""The 'neighbours' VISION route: the head blended with the nearest training crystals."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from insnet_core.nn.card import ModelFileError
+from insnet_core.nn.neighbours import NeighbourSet, fit
+
+
+def _set(n=50, d=6, bins=119, seed=0):
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n, d))
+    spectra = rng.random((n, bins)) ** 4
+    spectra /= spectra.max(axis=1, keepdims=True)
+    return NeighbourSet(feats, spectra, [f"mp-{i}" for i in range(n)]), feats, spectra, rng
+
+
+def test_nearest_matches_brute_force():
+    ns, feats, _, rng = _set()
+    q = rng.normal(size=(7, feats.shape[1]))
+    idx, dist = ns.nearest(q, 3)
+    z = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    zq = (q - feats.mean(0)) / (feats.std(0) + 1e-6)
+    brute = np.sqrt(((zq[:, None] - z[None]) ** 2).sum(-1) / feats.shape[1])
+    np.testing.assert_array_equal(idx, np.argsort(brute, axis=1)[:, :3])
+    np.testing.assert_allclose(dist, np.sort(brute, axis=1)[:, :3], rtol=1e-4, atol=1e-5)
+
+
+def test_blend_limits():
+    ns, feats, spectra, rng = _set()
+    head = rng.random((4, 119))
+    # on a training crystal with a = 1: its own spectrum; far from all: the sharpened head
+    out, w, idx, dist = ns.blend(head[:1], feats[5:6], {"k": 1, "a": 1.0, "d0": 0.5,
+                                                         "power": 1.3})
+    assert idx[0, 0] == 5 and dist[0, 0] < 1e-3 and w[0] == pytest.approx(1.0, abs=1e-2)
+    np.testing.assert_allclose(out[0], spectra[5], atol=1e-2)
+    far = feats[:1] + 1e3
+    out, w, _, _ = ns.blend(head[:1], far, {"k": 2, "a": 1.0, "d0": 0.5, "power": 1.3})
+    assert w[0] < 1e-12
+    np.testing.assert_allclose(out[0], (head[0] / head[0].max()) ** 1.3, atol=1e-9)
+    assert out.max() == pytest.approx(1.0)
+
+
+def test_fit_takes_neighbours_only_when_they_help():
+    ns, feats, spectra, rng = _set(n=80)
+    q = feats[:30] + rng.normal(scale=0.05, size=(30, feats.shape[1]))   # near crystals 0..29
+    head = spectra[:30] * 0.5 + 0.5 * rng.random((30, 119))              # a blurred guess
+    best, table = fit(ns, head, q, spectra[:30])                       # truth: the neighbour
+    own = next(r for r in table if r["a"] == 0.0 and r["power"] == 1.0)
+    assert best["a"] > 0 and table[0]["mse_median"] < 0.5 * own["mse_median"]
+    # every candidate keeps the head's cosine and W1 (the selection rule)
+    assert all(r["cosine_median"] >= own["cosine_median"] and
+               r["w1_median"] <= own["w1_median"] for r in table)
+    assert [r["mse_median"] for r in table] == sorted(r["mse_median"] for r in table)
+    # truth = the head itself: nothing beats it, the head (a = 0, power 1) is kept
+    best, table = fit(ns, head, q, head)
+    assert best["a"] == 0.0 and best["power"] == 1.0 and table[0]["mse_median"] == 0.0
+
+
+def test_save_load_round_trip_and_bad_file(tmp_path):
+    ns, feats, spectra, _ = _set()
+    ns.save(tmp_path)
+    back = NeighbourSet.load(tmp_path, {"k": 2, "a": 0.5, "d0": 0.3, "power": 1.1})
+    assert back.ids == ns.ids and back.params["k"] == 2
+    np.testing.assert_allclose(back.spectra, spectra, atol=1e-3)      # float16 on disk
+    (tmp_path / "neighbours.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelFileError, match="neighbours.npz"):
+        NeighbourSet.load(tmp_path, None)
+
+
+@pytest.fixture(scope="module")
+def model_with_neighbours(tiny_model, tmp_path_factory):
+    from insnet_core.nn.neighbours import build
+    from nn_helpers import database, small_ids
+    folder = tmp_path_factory.mktemp("nb") / "tiny-nb"
+    shutil.copytree(tiny_model, folder)
+    card = build(database(), folder, log=lambda m: None, ids=small_ids(60, max_atoms=4))
+    return folder, card
+
+
+def test_build_records_the_fit(model_with_neighbours):
+    folder, card = model_with_neighbours
+    info = json.loads((folder / "card.json").read_text())["neighbours"]
+    assert info == json.loads(json.dumps(card["neighbours"]))
+    assert (folder / "neighbours.npz").exists() and info["training_crystals"] > 10
+    med = info["validation_medians"]
+    assert med["neighbours"]["mse_median"] <= med["head"]["mse_median"]
+    assert med["neighbours"]["w1_median"] <= med["head"]["w1_median"]
+
+
+def test_predictor_route_names_the_nearest_crystal(model_with_neighbours):
+    from insnet_core import InputError
+    from insnet_core.nn.predictor import Predictor
+    from insnet_core.simulate import Settings
+    from nn_helpers import structure_of
+    folder, card = model_with_neighbours
+    pred = Predictor(folder)
+    ns = pred.neighbours
+    mid = ns.ids[0]                                 # a training crystal: distance 0
+    s = structure_of(mid)
+    vision = Settings.check("VISION")
+    res = pred.simulate(s, vision, vision_route="neighbours")
+    note = res.total.metadata["nearest_training_crystal"]
+    assert res.total.metadata["vision_route"] == "neighbours"
+    assert mid in note and "distance 0.000" in note
+    assert np.all(np.isfinite(res.total.values)) and np.all(res.total.errors >= 0)
+    head = pred.simulate(s, vision, vision_route="head")
+    assert "nearest_training_crystal" not in head.total.metadata
+    # the same integral (the partials route's scale) whatever the route
+    avg = list(res.total.labels).index("average")
+    assert np.nansum(res.total.values[avg]) == pytest.approx(np.nansum(head.total.values[avg]),
+                                                             rel=1e-6)
+    no_nb = folder.parent / "no-nb"
+    shutil.copytree(folder, no_nb)
+    c = json.loads((no_nb / "card.json").read_text())
+    c.pop("neighbours")
+    (no_nb / "card.json").write_text(json.dumps(c))
+    with pytest.raises(InputError, match="neighbours.npz"):
+        Predictor(no_nb).simulate(s, vision, vision_route="neighbours")
