@@ -148,9 +148,10 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
         seconds[f"{name}:network"] = time.time() - t0
         if heads["head"]:
             routes[f"{name}:head"] = np.concatenate(heads["head"])
+        nb_weight = None
         if heads["features"]:
-            routes[f"{name}:neighbours"] = pred.neighbours.blend(
-                routes[f"{name}:head"], np.concatenate(heads["features"]))[0]
+            routes[f"{name}:neighbours"], nb_weight, _, _ = pred.neighbours.blend(
+                routes[f"{name}:head"], np.concatenate(heads["features"]))
         if heads["head_std"]:
             std = np.concatenate(heads["head_std"])
             calibration[name] = {
@@ -161,6 +162,10 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
                 "zero_sigma_fraction": zero_sigma_fraction(routes[f"{name}:head"], std, true)}
             calibration[name]["with_fitted_model"] = coverage(
                 routes[f"{name}:head"], std, true, *calibration[name]["fitted_model"])
+            if nb_weight is not None:   # the neighbours route's errors, as the predictor's
+                calibration[name]["neighbours"] = coverage(
+                    routes[f"{name}:neighbours"], std * (1.0 - nb_weight[:, None]), true,
+                    *pred.neighbour_sigma)
         if heads["dos"]:
             groups = np.concatenate(heads["dos"])
             t0 = time.time()
@@ -355,6 +360,8 @@ def update_cards(result, model_folders):
         if cal is not None:
             card["calibration"] = {"part": result["part"], "raw": cal["raw"],
                                    "calibrated": cal["with_card_scale"]}
+            if "neighbours" in cal:
+                card["calibration"]["neighbours_route"] = cal["neighbours"]
         card["test_metrics"] = {"part": result["part"], "split_seed": result["split_seed"],
                                 "crystals": len(result["ids"]), "routes": mine,
                                 "baselines": baselines, "other_models_all": others,
