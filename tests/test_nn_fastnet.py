@@ -166,3 +166,27 @@ def test_prediction_does_not_import_e3nn():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_element_matrix_cache_gives_the_same_outputs():
+    # a network keeps each element's node matrices; outputs must not depend on what it saw
+    import insnet_core.nn.fastnet as fastnet
+    net, fast = _pair()
+    a = build_graph(LATTICE, SPECIES, FRAC, cutoff=6.0)
+    b = build_graph(LATTICE * 1.1, ["Na", "Cl", "Cl", "Na", "Na"], FRAC[::-1], cutoff=6.0)
+    batches = [graph_batch([a]), graph_batch([b]), _batch()]
+    with torch.no_grad():
+        first = [FastINSNet(net.config, net.state_dict())(x) for x in batches]  # fresh each
+        seen = [fast(x) for x in batches]
+        assert 0 < len(fast._matrix_cache) <= fastnet.MATRIX_CACHE
+        old = fastnet.MATRIX_CACHE
+        try:
+            fastnet.MATRIX_CACHE = 1              # an eviction on every call
+            evicting = [fast(x) for x in reversed(batches)][::-1]
+            assert len(fast._matrix_cache) == 1
+        finally:
+            fastnet.MATRIX_CACHE = old
+    for want, got1, got2 in zip(first, seen, evicting):
+        for key in want:
+            torch.testing.assert_close(got1[key], want[key], rtol=1e-6, atol=1e-7, msg=key)
+            torch.testing.assert_close(got2[key], want[key], rtol=1e-6, atol=1e-7, msg=key)

@@ -32,6 +32,8 @@ in the order x, y, z.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 import torch
@@ -47,6 +49,9 @@ _SQRT2, _SQRT3 = math.sqrt(2.0), math.sqrt(3.0)
 _C_SELF, _C_CONV = math.sin(math.pi / 8), math.cos(math.pi / 8)
 #: Edges times members per pass of a convolution's edge loop (intermediates of a few MB).
 EDGE_CHUNK = 4096
+#: Elements whose node matrices a network keeps (about 5 MB each for insnet-v2's three
+#: members).
+MATRIX_CACHE = 16
 _ACTS = {"silu": torch.nn.functional.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
@@ -133,7 +138,7 @@ class _NodeLinear:
             raise ValueError(f"{where}: {weight.shape[1:].numel()} weights, the settings "
                              f"need {numel}")
         off_in, off_out = _offsets(irreps_in), _offsets(irreps_out)
-        self.blocks = []  # (rows, cols, weight (M, mul_in, n_attr, mul_out), d)
+        self.blocks = []  # (rows, cols, weight (M, n_attr, mul_in * mul_out), mul_in, d)
         k, n_members = 0, weight.shape[0]
         for i, o in paths:
             m1, (l, _) = irreps_in[i]
@@ -141,12 +146,13 @@ class _NodeLinear:
             w = weight[:, k:k + m1 * n_attr * m2].reshape(n_members, m1, n_attr, m2)
             k += m1 * n_attr * m2
             d = 2 * l + 1
+            # attributes first, so that each element's matrix is one GEMM row
+            w = (w / math.sqrt(fan[o])).permute(0, 2, 1, 3).reshape(n_members, n_attr, m1 * m2)
             self.blocks.append((slice(off_in[i], off_in[i] + m1 * d),
-                                slice(off_out[o], off_out[o] + m2 * d),
-                                w / math.sqrt(fan[o]), d))
+                                slice(off_out[o], off_out[o] + m2 * d), w.contiguous(), m1, d))
         #: output components some path reaches (e3nn's output_mask)
         mask = torch.zeros(self.dim_out, dtype=weight.dtype)
-        for _, cols, _, _ in self.blocks:
+        for _, cols, _, _, _ in self.blocks:
             mask[cols] = 1.0
         self.mask = mask
 
@@ -154,8 +160,8 @@ class _NodeLinear:
         """(M, n_elements, dim_in, dim_out) for attribute rows (M, n_elements, n_attr)."""
         n_m, n_el = attrs.shape[:2]
         out = attrs.new_zeros((n_m, n_el, self.dim_in, self.dim_out))
-        for rows, cols, w, d in self.blocks:
-            m = torch.einsum("muvw,mev->meuw", w, attrs)
+        for rows, cols, w, m1, d in self.blocks:
+            m = torch.bmm(attrs, w).view(n_m, n_el, m1, -1)
             if d == 1:
                 out[:, :, rows, cols] = m
             else:
@@ -521,6 +527,7 @@ class FastINSNet(torch.nn.Module):
         #: edges per pass of the edge loop: the pass's intermediates (all members) stay
         #: in cache
         self.chunk = max(EDGE_CHUNK // self.n_members, 256)
+        self._matrix_cache, self._matrix_lock = OrderedDict(), threading.Lock()
 
     # ------------------------------------------------------------------
     def _embed(self, numbers, masses, elements):
@@ -565,10 +572,34 @@ class FastINSNet(torch.nn.Module):
         elements, inverse = torch.unique(numbers, return_inverse=True)
         groups = [torch.nonzero(inverse == k).flatten() for k in range(len(elements))]
         x, z = self._embed(numbers, batch["masses"].to(torch.float32), elements)
+        mats = self._element_matrices(elements, z)
         chunks = self._edges(batch)
-        for conv, gate in self.layers:
-            x = gate(conv(x, groups, conv.matrices(z), chunks))
-        return self.out_conv(x, groups, self.out_conv.matrices(z), chunks)
+        for (conv, gate), m in zip(self.layers, mats):
+            x = gate(conv(x, groups, m, chunks))
+        return self.out_conv(x, groups, mats[-1], chunks)
+
+    def _element_matrices(self, elements, z):
+        """Every convolution's per-element matrices for these elements (ascending Z), from
+        a cache of the last ``MATRIX_CACHE`` elements seen (each is a fixed function of the
+        element: a few MB, rebuilt in ~1 ms from weights that have left the CPU caches)."""
+        keys = [int(e) for e in elements]
+        convs = [conv for conv, _ in self.layers] + [self.out_conv]
+        with self._matrix_lock:         # a server's threads may share one network
+            per = {e: self._matrix_cache.get(e) for e in keys}
+        missing = [k for k, e in enumerate(keys) if per[e] is None]
+        if missing:
+            new = [conv.matrices(z[:, missing]) for conv in convs]
+            for j, k in enumerate(missing):
+                per[keys[k]] = [(a[:, j], b[:, j]) for a, b in new]
+        with self._matrix_lock:
+            for e in keys:
+                self._matrix_cache[e] = per[e]
+                self._matrix_cache.move_to_end(e)
+            while len(self._matrix_cache) > MATRIX_CACHE:
+                self._matrix_cache.popitem(last=False)
+        per = [per[e] for e in keys]
+        return [(torch.stack([p[n][0] for p in per], dim=1),
+                 torch.stack([p[n][1] for p in per], dim=1)) for n in range(len(convs))]
 
     def forward(self, batch, features=False):
         """As :meth:`insnet_core.nn.model.INSNet.forward` (same inputs and outputs); for
