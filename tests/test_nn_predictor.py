@@ -1,4 +1,6 @@
 """The ML route end to end: predict(), the CLI and PredictINSFromCIF with a tiny trained model."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -138,3 +140,30 @@ def test_atom_limit_is_a_clear_error_and_can_be_raised(tiny_model, known, tmp_pa
         predict(big, method="ML", model=str(tiny_model), max_atoms=limit)
     res = predict(big, method="ML", model=str(tiny_model), max_atoms=8 * s.n_atoms)
     assert np.all(np.isfinite(res.total.values))
+
+
+def test_members_that_keep_different_phonon_orders_combine():
+    # automatic orders: the shipped ensemble's members stop at orders 4, 4 and 5 on this
+    # strained cell; the order every member did not keep counts as zero for the others
+    from insnet_core.nn.predictor import Predictor
+    from insnet_core.simulate import Settings, simulate_ingredients
+    from insnet_core.structure import Structure, read_structure
+    repo = Path(__file__).resolve().parents[1]
+    base = read_structure(repo / "examples/data/phonondb/mp-1818-20180417/POSCAR-unitcell")
+    cell = Structure.from_arrays(base.lattice * 1.012, list(base.species), base.frac_coords,
+                                 source="strained")
+    pred = Predictor(repo / "models" / "insnet-v2")
+    vision = Settings.check("VISION")
+    raw = pred.raw([cell])[0]
+    kept = [sorted(simulate_ingredients(pred.ingredients(cell, raw, m), vision).by_order)
+            for m in range(pred.n_members)]
+    assert len({tuple(k) for k in kept}) > 1, kept     # the case this test is about
+    res = pred.simulate(cell, vision, raw, vision_route="partials")
+    assert sorted(res.by_order) == sorted(set().union(*kept))
+    top = max(res.by_order)
+    runs = [simulate_ingredients(pred.ingredients(cell, raw, m), vision).by_order
+            for m in range(pred.n_members)]
+    want = sum(r[top].values for r in runs if top in r) / pred.n_members
+    np.testing.assert_allclose(res.by_order[top].values, want, rtol=1e-12)
+    total = sum(s.values for s in res.by_order.values())
+    np.testing.assert_allclose(total, res.total.values, rtol=1e-9, atol=1e-12)

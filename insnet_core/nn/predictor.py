@@ -207,7 +207,7 @@ class Predictor:
 
         total = combine([r.total for r in runs])
         by_element = {k: combine([r.by_element[k] for r in runs]) for k in runs[0].by_element}
-        by_order = {k: combine([r.by_order[k] for r in runs]) for k in runs[0].by_order}
+        by_order = {k: combine(spectra) for k, spectra in _orders_of_all(runs).items()}
         route = vision_route or self.card.get("default_vision_route", "partials")
         if route not in VISION_ROUTES:
             raise InputError(f"VISION route must be one of {VISION_ROUTES}, got {route!r}")
@@ -289,6 +289,23 @@ class Predictor:
         return replace(partial_total, values=avg[None, :] * ratio,
                        errors=avg_err[None, :] * ratio,
                        metadata=dict(partial_total.metadata)), note
+
+
+def _orders_of_all(runs):
+    """Each phonon order's spectrum from every member's run, order -> list.
+
+    With automatic orders each member keeps the orders that matter for its own spectrum,
+    so one member may stop at order 4 and another at 5; an order a member left out (it
+    carried under the threshold of its intensity) counts as zero there, NaN where the
+    bins are unmeasurable.
+    """
+    out = {}
+    for k in sorted(set().union(*(r.by_order for r in runs))):
+        like = next(r.by_order[k] for r in runs if k in r.by_order)
+        empty = replace(like, values=np.where(np.isnan(like.values), np.nan, 0.0),
+                        errors=np.where(np.isnan(like.values), np.nan, 0.0))
+        out[k] = [r.by_order.get(k, empty) for r in runs]
+    return out
 
 
 def _copy_entry(entry):
