@@ -30,7 +30,8 @@ def predict_chunk(files, options, vision_route=None):
     options : dict
         Keyword arguments of :func:`insnet_core.predict.plan` (method, model,
         instrument, temperature, bins, ...), the same for every file.
-    vision_route : {'partials', 'head'}, optional
+    vision_route : {'partials', 'head', 'neighbours'}, optional
+        Checked with the other options (:func:`insnet_core.predict.plan`).
 
     Returns
     -------
@@ -42,12 +43,10 @@ def predict_chunk(files, options, vision_route=None):
     out, planned = {}, []
     for f in files:
         try:
-            request = plan(f, **options)
+            request = plan(f, **options, vision_route=vision_route)
         except InsnetError as exc:
             out[str(f)] = (None, str(exc))
             continue
-        if vision_route is not None:
-            request.vision_route = vision_route
         planned.append((str(f), request))
     raws = {}
     ml = [(f, r) for f, r in planned if r.method == "ML"]

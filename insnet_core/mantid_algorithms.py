@@ -32,10 +32,12 @@ _PROBLEM_PROPERTY = {
     "final_energy": "FinalEnergy", "bank_angles": "BankAngles",
     "resolution_poly": "ResolutionPolynomial",
     "orders": "Temperature", "display_energy_unit": "EnergyUnit", "potential": "Potential",
-    "map_route": "MapRoute",
+    "map_route": "MapRoute", "vision_route": "VisionRoute",
 }
 #: MapRoute property values: Default (the better route measured), then the routes.
 MAP_ROUTE_CHOICES = ("Default", "Partials", "AE")
+#: VisionRoute property values: Default (the model card's choice), then the routes.
+VISION_ROUTE_CHOICES = ("Default", "Neighbours", "Head", "Partials")
 
 
 def default_method():
@@ -171,6 +173,7 @@ def prediction_arguments(alg):
                   force_constants=alg.getPropertyValue("ForceConstantsFile") or None,
                   model=alg.getPropertyValue("Model") or None,
                   map_route=_map_route(alg),
+                  vision_route=_vision_route(alg),
                   instrument=instrument,
                   temperature=float(alg.getProperty("Temperature").value),
                   energy_edges=energy, q_edges=q, display_energy_unit=unit,
@@ -181,6 +184,13 @@ def prediction_arguments(alg):
             bank_angles=alg.getPropertyValue("BankAngles").strip() or None,
             resolution_poly=alg.getPropertyValue("ResolutionPolynomial").strip() or None)
     return kwargs, template, problems
+
+
+def _vision_route(alg):
+    """The VisionRoute property as predict's vision_route (None: the model card's default;
+    a route set for another instrument or method is reported by the checks)."""
+    value = alg.getPropertyValue("VisionRoute")
+    return None if value in ("", "Default") else value.lower()
 
 
 def _map_route(alg):

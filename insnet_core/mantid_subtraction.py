@@ -37,12 +37,13 @@ class PredictionView:
 
     ``BinningWorkspace`` is the InputWorkspace (the prediction is made on the
     data's own bins); ``EnergyBinning``/``QBinning`` are empty and
-    ``EnergyUnit`` is 'Default', ``MapRoute`` 'Default' (the measured better route);
+    ``EnergyUnit`` is 'Default', ``MapRoute`` and ``VisionRoute`` 'Default' (the
+    measured better routes);
     every other property is the algorithm's.
     """
 
     _FIXED = {"energybinning": "", "qbinning": "", "energyunit": "Default",
-              "contributions": "Total", "maproute": "Default",
+              "contributions": "Total", "maproute": "Default", "visionroute": "Default",
               # VISION predictions use the instrument's documented settings
               "finalenergy": 0.0, "bankangles": "", "resolutionpolynomial": ""}
 

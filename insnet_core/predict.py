@@ -297,6 +297,31 @@ def _check_map_route(map_route, method, inst, model_name, problems):
     return route, str(matching[0])
 
 
+def _check_vision_route(vision_route, method, inst, model_folder, problems):
+    """A request's VISION route (None: the model card's default); problems filed under
+    'vision_route'. The route applies to Method 'ML' on VISION; 'partials' and the map
+    routes are the only ones elsewhere, so a route given for another method or instrument
+    is named as a problem rather than silently dropped."""
+    if vision_route in (None, ""):
+        return None
+    route = str(vision_route).strip().lower()
+    if route not in VISION_ROUTES:
+        problems["vision_route"] = (f"VISION route must be one of {', '.join(VISION_ROUTES)}, "
+                                    f"got {str(vision_route)[:40]!r}")
+        return None
+    if method != "ML" or (inst is not None and inst.name != "VISION"):
+        problems["vision_route"] = ("the VISION route applies to Method 'ML' on VISION only "
+                                    "(maps: the map route)")
+        return None
+    if route == "neighbours" and model_folder is not None:
+        from insnet_core.nn.card import read_card
+        if "neighbours" not in read_card(model_folder):
+            problems["vision_route"] = (f"model {Path(model_folder).name!r} has no "
+                                        "nearest-crystal data (neighbours.npz); use 'head' or "
+                                        "'partials'")
+    return route
+
+
 _MAP_ROUTES = {}
 
 
@@ -432,7 +457,7 @@ def _check_umlip(force_constants, model, potential, problems):
 def _check_all(structure_file, method, force_constants, model, instrument, temperature,
                energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
                chopper_frequency, final_energy=None, bank_angles=None, resolution_poly=None,
-               potential=None, max_atoms=None, map_route=None):
+               potential=None, max_atoms=None, map_route=None, vision_route=None):
     """Return (problems dict, PredictionRequest or None)."""
     from insnet_core.defaults import check_orders_setting as check_orders
     from insnet_core.incoherent import check_temperature
@@ -517,6 +542,7 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
     except InputError as exc:
         problems["display_energy_unit"] = str(exc)
     route, route_folder = _check_map_route(map_route, method, inst, model_name, problems)
+    vision_route = _check_vision_route(vision_route, method, inst, model_folder, problems)
     if problems:
         return problems, None
     return {}, PredictionRequest(structure=structure, method=method, force_constants=fc,
@@ -524,14 +550,15 @@ def _check_all(structure_file, method, force_constants, model, instrument, tempe
                                  settings=settings, display_energy_unit=unit,
                                  potential=potential if method == "uMLIP" else None,
                                  max_atoms=max_atoms, map_route=route,
-                                 map_route_model=route_folder)
+                                 map_route_model=route_folder, vision_route=vision_route)
 
 
 def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None,
                   instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
                   q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
                   chopper_package=None, chopper_frequency=None, final_energy=None,
-                  bank_angles=None, resolution_poly=None, potential=None, map_route=None):
+                  bank_angles=None, resolution_poly=None, potential=None, map_route=None,
+                  vision_route=None):
     """Every problem with a prediction request, computing nothing expensive.
 
     Parameters are those of :func:`predict`.
@@ -543,13 +570,14 @@ def find_problems(structure_file, method=DEFAULT_METHOD, force_constants=None, m
         ``model``, ``force_constants``, ``instrument``, ``ei``,
         ``chopper_package``, ``chopper_frequency``, ``final_energy``,
         ``bank_angles``, ``resolution_poly``, ``temperature``, ``orders``,
-        ``energy_binning``, ``q_binning``, ``display_energy_unit``, ``map_route``;
-        empty when the request is valid.
+        ``energy_binning``, ``q_binning``, ``display_energy_unit``, ``map_route``,
+        ``vision_route``; empty when the request is valid.
     """
     problems, _ = _check_all(structure_file, method, force_constants, model, instrument,
                              temperature, energy_edges, q_edges, display_energy_unit, orders,
                              ei, chopper_package, chopper_frequency, final_energy, bank_angles,
-                             resolution_poly, potential, map_route=map_route)
+                             resolution_poly, potential, map_route=map_route,
+                             vision_route=vision_route)
     return problems
 
 
@@ -557,12 +585,14 @@ def plan(structure_file, method=DEFAULT_METHOD, force_constants=None, model=None
          instrument="VISION", temperature=DEFAULT_TEMPERATURE_K, energy_edges=None,
          q_edges=None, display_energy_unit=None, orders=DEFAULT_ORDERS, ei=None,
          chopper_package=None, chopper_frequency=None, final_energy=None, bank_angles=None,
-         resolution_poly=None, potential=None, max_atoms=None, map_route=None):
+         resolution_poly=None, potential=None, max_atoms=None, map_route=None,
+         vision_route=None):
     """Check a request and return a :class:`PredictionRequest`; InputError lists all problems."""
     problems, request = _check_all(structure_file, method, force_constants, model, instrument,
                                    temperature, energy_edges, q_edges, display_energy_unit,
                                    orders, ei, chopper_package, chopper_frequency, final_energy,
-                                   bank_angles, resolution_poly, potential, max_atoms, map_route)
+                                   bank_angles, resolution_poly, potential, max_atoms, map_route,
+                                   vision_route)
     if problems:
         raise InputError("; ".join(f"{k}: {v}" for k, v in problems.items()))
     return request
@@ -759,10 +789,5 @@ def predict(structure_file, method=DEFAULT_METHOD, force_constants=None, model=N
     request = plan(structure_file, method, force_constants, model, instrument, temperature,
                    energy_edges, q_edges, display_energy_unit, orders, ei, chopper_package,
                    chopper_frequency, final_energy, bank_angles, resolution_poly, potential,
-                   max_atoms, map_route)
-    if vision_route is not None:
-        if vision_route not in VISION_ROUTES:
-            raise InputError(f"vision_route must be one of {list(VISION_ROUTES)}, got "
-                             f"{vision_route!r}")
-        request.vision_route = vision_route
+                   max_atoms, map_route, vision_route)
     return run_request(request, progress=progress)

@@ -119,3 +119,38 @@ def test_predictor_route_names_the_nearest_crystal(model_with_neighbours):
     (no_nb / "card.json").write_text(json.dumps(c))
     with pytest.raises(InputError, match="neighbours.npz"):
         Predictor(no_nb).simulate(s, vision, vision_route="neighbours")
+
+
+def test_route_through_predict_and_the_algorithm(model_with_neighbours, known):
+    from mantid_helpers import algorithm_function
+    from insnet_core import InputError
+    from insnet_core.predict import find_problems, predict
+    folder, _ = model_with_neighbours
+    res = predict(known, method="ML", model=str(folder), instrument="VISION",
+                  vision_route="neighbours")
+    assert res.total.metadata["vision_route"] == "neighbours"
+    alg = algorithm_function()
+    ws = alg(InputFile=str(known), Method="ML", Model=str(folder), Instrument="VISION",
+             VisionRoute="Head", OutputWorkspace="nb_head")
+    assert ws.getRun().getProperty("vision_route").value == "head"
+    ws = alg(InputFile=str(known), Method="ML", Model=str(folder), Instrument="VISION",
+             VisionRoute="Neighbours", OutputWorkspace="nb_nb")
+    run = ws.getRun()
+    assert run.getProperty("vision_route").value == "neighbours"
+    assert "nearest training crystal mp-" in run.getProperty("nearest_training_crystal").value
+    # a route that cannot apply is named, never dropped
+    problems = find_problems(known, method="ML", model=str(folder), instrument="SEQUOIA",
+                             ei=160.0, vision_route="head")
+    assert "VISION only" in problems["vision_route"]
+    with pytest.raises(InputError, match="vision_route: VISION route must be one of"):
+        predict(known, method="ML", model=str(folder), vision_route="nearest")
+    with pytest.raises(Exception, match="VisionRoute"):
+        alg(InputFile=str(known), Method="ML", Model=str(folder), Instrument="SEQUOIA",
+            IncidentEnergy=160.0, VisionRoute="Head", OutputWorkspace="nb_bad")
+
+
+def test_neighbours_route_needs_the_file(tiny_model, known):
+    from insnet_core import InputError
+    from insnet_core.predict import predict
+    with pytest.raises(InputError, match="no nearest-crystal data"):
+        predict(known, method="ML", model=str(tiny_model), vision_route="neighbours")

@@ -365,10 +365,10 @@ class PredictionService:
             except InputError as exc:
                 raise InputError(str(exc).replace(str(path), name)) from None
             model = settings.model or self._model_name()
-            common = dict(method="ML", model=model, temperature=settings.temperature,
-                          vision_route=settings.vision_route)
+            common = dict(method="ML", model=model, temperature=settings.temperature)
             try:
-                vision = predict(path, instrument="VISION", **common)
+                vision = predict(path, instrument="VISION", vision_route=settings.vision_route,
+                                 **common)
                 if settings.map_instrument() == "SEQUOIA":
                     spectra_map = predict(path, instrument="SEQUOIA", ei=settings.ei,
                                           chopper_package=settings.chopper_package,

@@ -109,6 +109,13 @@ class PredictINSFromCIF(PythonAlgorithm):
                 "predicted partial DOS; AE = the autoencoder route (latent heads + ONNX "
                 "decoder of the 0 K ideal map, then the instrument; Total only). Default: "
                 "the route measured better (Partials).")
+        self.declareProperty(
+            "VisionRoute", "Default", validator=StringListValidator(support.VISION_ROUTE_CHOICES),
+            doc="Method ML, VISION: Neighbours = the network's VISION head blended with the "
+                "spectra of the nearest training crystals (the log nearest_training_crystal "
+                "names the one it leans on); Head = the VISION head alone; Partials = the "
+                "physics engine on the predicted partial DOS. Default: the model card's "
+                "choice (the lowest median MSE measured).")
         names, default = support.potentials()
         self.declareProperty(
             "Potential", default, validator=StringListValidator(names),
