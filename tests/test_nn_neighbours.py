@@ -154,3 +154,27 @@ def test_neighbours_route_needs_the_file(tiny_model, known):
     from insnet_core.predict import predict
     with pytest.raises(InputError, match="no nearest-crystal data"):
         predict(known, method="ML", model=str(tiny_model), vision_route="neighbours")
+
+
+def test_route_is_invariant_under_supercell_and_rotation(model_with_neighbours, known):
+    import itertools
+    from insnet_core.nn.predictor import Predictor
+    from insnet_core.simulate import Settings
+    from insnet_core.structure import Structure, read_structure
+    from nn_helpers import random_rotation
+    folder, _ = model_with_neighbours
+    pred = Predictor(folder)
+    s = read_structure(known)
+    cells = np.array(list(itertools.product(range(2), repeat=3)))
+    frac = np.concatenate([(s.frac_coords + c) / 2.0 for c in cells])
+    big = Structure.from_arrays(2 * s.lattice, list(s.species) * 8, frac, source="2x2x2")
+    turned = Structure.from_arrays(s.lattice @ random_rotation(5).T, list(s.species),
+                                   s.frac_coords, source="rotated")
+    vision = Settings.check("VISION")
+    ref = pred.simulate(s, vision, vision_route="neighbours").total
+    for other, per_cell in ((big, 8.0), (turned, 1.0)):
+        got = pred.simulate(other, vision, vision_route="neighbours").total
+        assert got.metadata["nearest_training_crystal"].split(" (")[0] == \
+            ref.metadata["nearest_training_crystal"].split(" (")[0]
+        np.testing.assert_allclose(got.values / per_cell, ref.values, rtol=2e-4,
+                                   atol=2e-4 * np.nanmax(ref.values))
