@@ -170,8 +170,9 @@ def fit(neighbours, head, features, true, grid=None):
     best : dict
         ``k``, ``a``, ``d0``, ``power``.
     table : list of dict
-        The qualifying grid points with their medians, best first; the first row is
-        ``best``'s, and ``head`` the head's medians.
+        The qualifying grid points with their medians (``mse_median``,
+        ``cosine_median``, ``w1_median``), best first; the head itself is the row with
+        ``a`` = 0.
     """
     grid = dict(PARAMETER_GRID, **(grid or {}))
     near = neighbours.nearest(features, max(grid["k"]))

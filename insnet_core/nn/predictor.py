@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from insnet_core import InputError
+from insnet_core.defaults import VISION_ROUTES
 from insnet_core.nn.card import load_ensemble, unseen_elements
 from insnet_core.nn.data import graph_batch
 from insnet_core.nn.graph import graph_of_structure
@@ -34,7 +35,6 @@ from insnet_core.nn.partials import ingredients_from_partials
 
 __all__ = ["Predictor", "VISION_ROUTES"]
 
-from insnet_core.defaults import VISION_ROUTES
 #: Largest cell a model accepts by default (atoms).
 MAX_ATOMS = 1000
 #: Single-structure network outputs remembered (one VISION and one map request on
