@@ -315,6 +315,9 @@ def _add_train_parser(sub):
     t.add_argument("--vision-loss", choices=("mse", "rmse"), default="mse",
                    help="VISION head loss per crystal: squared error, or its root (aims at "
                         "the median crystal)")
+    t.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="where to train: cpu (default), cuda, or auto (cuda when torch sees a "
+                        "GPU); checkpoints and weights are written the same either way")
     t.add_argument("--init", default="",
                    help="start from this trained model folder's weights (fine-tuning)")
     t.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
@@ -346,7 +349,8 @@ def run_train(args):
                              checkpoint_minutes=args.checkpoint_minutes, unstable=args.unstable,
                              max_train=args.max_train, max_hours=args.max_hours,
                              threads=args.threads, compact=args.compact,
-                             vision_loss=args.vision_loss, init=args.init)
+                             vision_loss=args.vision_loss, init=args.init,
+                             device=args.device)
     card = train(Database(args.db), args.out, config, settings, resume=args.resume,
                  graph_cache=args.graph_cache, log=lambda m: print(m, flush=True))
     if card is not None:

@@ -205,3 +205,34 @@ def test_fine_tuning_starts_from_the_given_weights(run, tmp_path, ids):
     with pytest.raises(InputError, match="mul"):
         train(database(), tmp_path / "bad2", ModelConfig(**other),
               TrainSettings(epochs=1, init=str(out)), ids=ids, log=lambda m: None)
+
+
+def test_device_setting_is_checked():
+    import torch
+    with pytest.raises(InputError, match="--device"):
+        TrainSettings(device="tpu").check()
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA device"):
+            TrainSettings(device="cuda").check()
+    assert TrainSettings(device="auto").check().device == "auto"
+
+
+def test_resume_of_a_run_from_before_newer_settings(tmp_path, ids):
+    # a checkpoint written before vision_loss / init / device existed resumes when they are
+    # left at their defaults, and refuses when one is changed
+    s1 = TrainSettings(epochs=1, batch_size=8, lr=0.01, seed=5)
+    train(database(), tmp_path / "old", ModelConfig(**TINY), s1, ids=ids, log=lambda m: None)
+    ck = tmp_path / "old" / "checkpoint.json"
+    state = json.loads(ck.read_text())
+    for key in ("vision_loss", "init", "device"):
+        state["settings"].pop(key)
+    ck.write_text(json.dumps(state))
+    s2 = TrainSettings(epochs=2, batch_size=8, lr=0.01, seed=5, device="auto")
+    card = train(database(), tmp_path / "old", ModelConfig(**TINY), s2, ids=ids, resume=True,
+                 log=lambda m: None)
+    assert card["training"]["epochs_run"] == 2
+    ck.write_text(json.dumps(state))
+    with pytest.raises(InputError, match="vision_loss"):
+        train(database(), tmp_path / "old", ModelConfig(**TINY),
+              TrainSettings(epochs=3, batch_size=8, lr=0.01, seed=5, vision_loss="rmse"),
+              ids=ids, resume=True, log=lambda m: None)

@@ -18,14 +18,15 @@ __all__ = ["save_checkpoint", "load_checkpoint"]
 def save_checkpoint(folder, model, opt, state, compact):
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous()
+               for k, v in model.state_dict().items()}
     steps = {}
     if not compact:
         for i, p in enumerate(opt.param_groups[0]["params"]):
             st = opt.state.get(p)
             if st:
-                tensors[f"optim.{i}.exp_avg"] = st["exp_avg"].contiguous()
-                tensors[f"optim.{i}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
+                tensors[f"optim.{i}.exp_avg"] = st["exp_avg"].cpu().contiguous()
+                tensors[f"optim.{i}.exp_avg_sq"] = st["exp_avg_sq"].cpu().contiguous()
                 steps[str(i)] = float(st["step"])
     state = dict(state, optim_steps=steps, compact=bool(compact),
                  lr=opt.param_groups[0]["lr"])
@@ -47,8 +48,8 @@ def load_checkpoint(folder, model, opt):
     for i, p in enumerate(params):
         if f"optim.{i}.exp_avg" in tensors:
             opt.state[p] = {"step": torch.tensor(state["optim_steps"][str(i)]),
-                            "exp_avg": tensors[f"optim.{i}.exp_avg"],
-                            "exp_avg_sq": tensors[f"optim.{i}.exp_avg_sq"]}
+                            "exp_avg": tensors[f"optim.{i}.exp_avg"].to(p.device),
+                            "exp_avg_sq": tensors[f"optim.{i}.exp_avg_sq"].to(p.device)}
     if "lr" in state:  # (written by save_checkpoint; kept as it is otherwise)
         for group in opt.param_groups:
             group["lr"] = state["lr"]

@@ -75,8 +75,13 @@ class TrainSettings:
     compact: bool = False
     vision_loss: str = "mse"
     init: str = ""            # a model folder whose weights start the run ("" : random)
+    device: str = "cpu"       # 'cpu', 'cuda' or 'auto' (cuda when torch sees a GPU)
 
     def check(self):
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise InputError(f"--device must be cpu, cuda or auto, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise InputError("--device cuda: torch sees no CUDA device here (use cpu or auto)")
         if self.vision_loss not in VISION_LOSSES:
             raise InputError(f"--vision-loss must be one of {list(VISION_LOSSES)}, "
                              f"got {self.vision_loss!r}")
@@ -98,20 +103,20 @@ def loss_terms(out, batch, width=DOS_WIDTH):
         groups = batch["node_dos_group"]
         g = out["dos"].new_zeros((batch["n_groups"],) + out["dos"].shape[1:])
         g = g.index_add(0, groups, out["dos"])
-        count = torch.zeros(batch["n_groups"], dtype=g.dtype).index_add_(
+        count = g.new_zeros(batch["n_groups"]).index_add_(
             0, groups, torch.ones_like(groups, dtype=g.dtype))
         g = g / count[:, None, None]
         t = batch["dos"]
         w1 = (torch.cumsum(g, -1) - torch.cumsum(t, -1)).abs().sum(-1) * width   # (G, 3) meV
-        energy = (torch.arange(g.shape[-1], dtype=g.dtype) + 0.5) * width
+        energy = (torch.arange(g.shape[-1], dtype=g.dtype, device=g.device) + 0.5) * width
         m_pred = (g / energy).sum(-1).clamp_min(1e-12)
         m_true = (t / energy).sum(-1).clamp_min(1e-12)
         dlog = (m_pred.log() - m_true.log()).abs()
         # group -> graph: the first node of each group tells its graph
-        group_graph = torch.zeros(batch["n_groups"], dtype=torch.long).index_copy_(
+        group_graph = groups.new_zeros(batch["n_groups"]).index_copy_(
             0, groups, batch["node_graph"])
-        per_graph = torch.zeros(n, dtype=g.dtype)
-        ngroups = torch.zeros(n, dtype=g.dtype).index_add_(
+        per_graph = g.new_zeros(n)
+        ngroups = g.new_zeros(n).index_add_(
             0, group_graph, torch.ones_like(group_graph, dtype=g.dtype))
         terms["dos_w1"] = per_graph.index_add(0, group_graph, w1.mean(-1)) / ngroups
         terms["dos_moment"] = per_graph.index_add(0, group_graph, dlog.mean(-1)) / ngroups
@@ -131,13 +136,18 @@ def total_loss(terms, vision_loss="mse"):
     return total
 
 
-def _evaluate_loss(model, gs, positions, batch_size, vision_loss="mse"):
+def _on(batch, device):
+    """A collated batch with its tensors on ``device``."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _evaluate_loss(model, gs, positions, batch_size, vision_loss="mse", device="cpu"):
     model.eval()
     sums, count = {}, 0
     with torch.no_grad():
         for start in range(0, len(positions), batch_size):
             pos = positions[start:start + batch_size]
-            batch = collate(gs, pos)
+            batch = _on(collate(gs, pos), device)
             terms = loss_terms(model(batch), batch)
             terms["total"] = total_loss(terms, vision_loss)
             for k, v in terms.items():
@@ -256,6 +266,9 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
         _init_from(model, settings.init, config, log)
     elif model.config.kind == "insnet" and "dos" in config.heads:
         _init_dos_bias(model, gs, train_pos)
+    device = torch.device("cuda" if settings.device == "cuda" or (
+        settings.device == "auto" and torch.cuda.is_available()) else "cpu")
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     state = {"epoch": 0, "batch": 0, "best": math.inf, "best_epoch": -1, "bad_epochs": 0,
              "history": [], "seconds": 0.0, "train_sum": 0.0, "train_count": 0,
@@ -266,9 +279,14 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
             mine = dict(state[key])
             theirs = dict(saved[key])
             for ignore in ("max_hours", "threads", "checkpoint_minutes", "compact", "epochs",
-                           "patience"):
+                           "patience", "device"):
                 mine.pop(ignore, None)
                 theirs.pop(ignore, None)
+            if key == "settings":   # settings added since the run began, at their defaults
+                defaults = asdict(TrainSettings())
+                for k in set(mine) - set(theirs):
+                    if mine[k] == defaults.get(k):
+                        mine.pop(k)
             if mine != theirs:
                 diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
                 raise InputError(f"{out}: --resume with other {key} than the run's ({diff})")
@@ -284,7 +302,7 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
         log(f"resumed at epoch {state['epoch']}, batch {state['batch']}"
             + (" (compact checkpoint: optimiser moments restart)" if saved.get("compact") else ""))
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model {config.kind}: {n_params} parameters, heads {list(config.heads)}")
+    log(f"model {config.kind}: {n_params} parameters, heads {list(config.heads)}, on {device}")
 
     last_ckpt = time.time()
     start_wall = time.time()
@@ -297,9 +315,9 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
         batches = [order[i:i + settings.batch_size]
                    for i in range(0, len(order), settings.batch_size)]
         for b in range(state["batch"], len(batches)):
-            batch = collate(gs, batches[b])
+            batch = _on(collate(gs, batches[b]), device)
             terms = loss_terms(model(batch), batch)
-            w = torch.as_tensor(weight[batches[b]], dtype=torch.float32)
+            w = torch.as_tensor(weight[batches[b]], dtype=torch.float32, device=device)
             loss = (total_loss(terms, settings.vision_loss) * w).sum() / w.sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -317,15 +335,15 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
                 last_ckpt = now
         if stopped_for_time:
             break
-        val = _evaluate_loss(model, gs, val_pos, 32, settings.vision_loss)
+        val = _evaluate_loss(model, gs, val_pos, 32, settings.vision_loss, device)
         train_loss = state["train_sum"] / max(state["train_count"], 1)
         state["history"].append({"epoch": ep + 1, "train": train_loss, "validation": val,
                                  "lr": opt.param_groups[0]["lr"], "seconds": state["seconds"]})
         if val["total"] < state["best"]:
             state.update(best=val["total"], best_epoch=ep + 1, bad_epochs=0)
             from safetensors.torch import save_file
-            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
-                      str(out / "best.safetensors"))
+            save_file({k: v.detach().cpu().contiguous()
+                       for k, v in model.state_dict().items()}, str(out / "best.safetensors"))
         else:
             state["bad_epochs"] += 1
         for group in opt.param_groups:
