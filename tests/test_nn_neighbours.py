@@ -178,3 +178,23 @@ def test_route_is_invariant_under_supercell_and_rotation(model_with_neighbours, 
             ref.metadata["nearest_training_crystal"].split(" (")[0]
         np.testing.assert_allclose(got.values / per_cell, ref.values, rtol=2e-4,
                                    atol=2e-4 * np.nanmax(ref.values))
+
+
+def test_evaluate_scores_the_route_and_may_make_it_the_default(model_with_neighbours,
+                                                                tmp_path):
+    from insnet_core.nn.evaluate import evaluate, summarise, update_cards
+    from nn_helpers import database
+    folder, _ = model_with_neighbours
+    work = tmp_path / folder.name
+    shutil.copytree(folder, work)
+    result = evaluate(database(), [work], part="test", limit=6, log=lambda m: None)
+    name = json.loads((work / "card.json").read_text())["name"]
+    assert {f"{name}:head", f"{name}:neighbours", f"{name}:partials"} <= set(result["routes"])
+    s = summarise(result)
+    assert s[f"{name}:neighbours"]["all"]["n"] == 6
+    update_cards(result, [work])
+    card = json.loads((work / "card.json").read_text())
+    med = {r: s[f"{name}:{r}"]["all"]["mse"]["median"] for r in ("head", "neighbours",
+                                                                     "partials")}
+    assert card["default_vision_route"] == min(med, key=med.get)
+    assert "neighbours" in card["default_vision_route_reason"]

@@ -6,9 +6,10 @@ every crystal of the chosen split part and compares it with the database
 target. Routes per model: ``head`` (head (a), the network's VISION output);
 for models with the DOS head, ``partials`` (head (b)'s per-element DOS through
 the engine); for models with nearest-crystal data, ``neighbours`` (the head
-blended with the nearest training crystals' spectra, :mod:`insnet_core.nn.neighbours`). Baselines in the same run: ``mean`` (the mean max-normalised
-training spectrum) and ``oracle`` (the true DOS coarsened to the DOS head's
-grid, through the engine: the ceiling of the partials route).
+blended with the nearest training crystals' spectra, :mod:`insnet_core.nn.neighbours`).
+Baselines in the same run: ``mean`` (the mean max-normalised training spectrum)
+and ``oracle`` (the true DOS coarsened to the DOS head's grid, through the engine:
+the ceiling of the partials route).
 
 Metrics per crystal, on max-normalised spectra
 
