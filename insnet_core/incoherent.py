@@ -343,7 +343,10 @@ def phonon_orders(t1, orders):
     """
     width = t1.shape[1]
     half = (width - 1) // 2
-    size = 1 << int(np.ceil(np.log2(2 * width - 1)))
+    from scipy.fft import next_fast_len
+    # any length >= 2W - 1 gives the exact linear convolution; a 2-3-5-smooth one is
+    # 1.6x faster than the next power of two for the usual W ~ 10^4 (20,000 vs 32,768)
+    size = next_fast_len(2 * width - 1, real=True)
     f1 = np.fft.rfft(t1, n=size, axis=1)
     out = [t1]
     for _ in range(2, orders + 1):
