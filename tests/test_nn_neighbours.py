@@ -198,3 +198,28 @@ def test_evaluate_scores_the_route_and_may_make_it_the_default(model_with_neighb
                                                                      "partials")}
     assert card["default_vision_route"] == min(med, key=med.get)
     assert "neighbours" in card["default_vision_route_reason"]
+
+
+def test_structure_far_from_the_training_crystals_is_warned(model_with_neighbours, tmp_path,
+                                                            known):
+    from insnet_core.nn.predictor import Predictor
+    from insnet_core.simulate import Settings
+    from insnet_core.structure import read_structure
+    folder, card = model_with_neighbours
+    q = card["neighbours"]["validation_distance_quantiles"]
+    assert 0 <= q["q50"] <= q["q90"] <= q["q99"]
+    s = read_structure(known)
+    pred = Predictor(folder)
+    res = pred.simulate(s, Settings.check("VISION"))
+    d = pred.neighbours.nearest(pred.raw([s])[0]["neighbour_features"][None], 1)[1][0, 0]
+    warned = "far from every training crystal" in res.total.metadata.get("warnings", "")
+    assert warned == (d > q["q99"])                   # warned exactly when it is that far
+    strict = tmp_path / "strict"
+    shutil.copytree(folder, strict)
+    c = json.loads((strict / "card.json").read_text())
+    c["neighbours"]["validation_distance_quantiles"]["q99"] = 1e-9   # everything is far
+    (strict / "card.json").write_text(json.dumps(c))
+    for inst in ("VISION", "Ideal2D"):                 # every instrument, every route
+        res = Predictor(strict).simulate(s, Settings.check(inst))
+        assert "far from every training crystal" in res.total.metadata["warnings"]
+        assert "extrapolation" in res.total.metadata["warnings"]

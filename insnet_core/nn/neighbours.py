@@ -234,7 +234,7 @@ def build(db, folder, graph_cache=None, log=print, ids=None):
     head, std, f_val = network_outputs(pred.network, gs, val)
     true = gs.vision[val]
     best, table = fit(ns, head, f_val, true)
-    out, weight, _, _ = ns.blend(head, f_val, best)
+    out, weight, _, dist = ns.blend(head, f_val, best)
     scale, floor = fit_sigma_model(out, std * (1.0 - weight[:, None]), true)
     ns.save(folder)
     own = _medians(head, true)
@@ -247,6 +247,10 @@ def build(db, folder, graph_cache=None, log=print, ids=None):
         "selection": "lowest median MSE among settings whose median cosine and W1 are no "
                      "worse than the head's (validation split)",
         "median_weight_validation": float(np.median(weight)),
+        # how far validation crystals sit from their nearest training crystal: a structure
+        # beyond the 99th percentile is flagged as far from the training crystals
+        "validation_distance_quantiles": {
+            f"q{int(q * 100)}": float(np.quantile(dist[:, 0], q)) for q in (0.5, 0.9, 0.99)},
         "sigma_scale": {"value": scale, "floor": floor,
                         "coverage_on_fit_part": coverage(out, std * (1.0 - weight[:, None]),
                                                          true, scale, floor)},

@@ -72,13 +72,15 @@ class Predictor:
         self.sigma_scale = scale if np.isfinite(scale) and scale > 0 else 1.0
         self.sigma_floor = floor if np.isfinite(floor) and floor > 0 else 0.0
         #: the training crystals' features and spectra (the 'neighbours' VISION route)
-        self.neighbours, self.neighbour_sigma = None, (1.0, 0.0)
+        self.neighbours, self.neighbour_sigma, self.far_distance = None, (1.0, 0.0), None
         info = self.card.get("neighbours")
         if isinstance(info, dict) and "vision" in self.config.heads:
             from insnet_core.nn.neighbours import NeighbourSet
             self.neighbours = NeighbourSet.load(self.folder, info.get("params"))
             cal = info.get("sigma_scale") or {}
             self.neighbour_sigma = (float(cal.get("value", 1.0)), float(cal.get("floor", 0.0)))
+            far = (info.get("validation_distance_quantiles") or {}).get("q99")
+            self.far_distance = float(far) if far else None
         if threads:
             torch.set_num_threads(int(threads))
         self._raw_cache = OrderedDict()
@@ -114,6 +116,21 @@ class Predictor:
         if graph.n_edges == 0:
             out.append(f"{src}: no neighbours within {self.config.cutoff:g} A")
         return out
+
+    def _far_warning(self, structure, features):
+        """A warning when the network places the structure farther from every training
+        crystal than 99 % of the validation crystals are (None otherwise)."""
+        if self.far_distance is None:
+            return None
+        idx, dist = self.neighbours.nearest(features[None, :], 1)
+        d = float(dist[0, 0])
+        if d <= self.far_distance:
+            return None
+        src = structure.source or "structure"
+        return (f"{src}: far from every training crystal in the network's feature space "
+                f"(distance {d:.2f} to the nearest, {self.neighbours.ids[int(idx[0, 0])]}; 99 % "
+                f"of the validation crystals are within {self.far_distance:.2f}): the "
+                "prediction is an extrapolation")
 
     # ------------------------------------------------------------ raw outputs
     def raw(self, structures, max_atoms=MAX_ATOMS, cache=True, features=False):
@@ -159,6 +176,9 @@ class Predictor:
                 entry["features"] = out["features"][0, b].astype(float)
             if self.neighbours is not None:
                 entry["neighbour_features"] = out["features"][:, b].mean(axis=0).astype(float)
+                far = self._far_warning(s, entry["neighbour_features"])
+                if far:
+                    entry["warnings"] = list(warnings) + [far]
             if "vision" in self.config.heads:
                 entry["vision"] = out["vision"][:, b].astype(float)
             if "dos" in self.config.heads:
