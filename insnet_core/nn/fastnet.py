@@ -241,7 +241,6 @@ class _Convolution:
                         instructions.append((i, j, len(mid)))
                         mid.append((mul, ir_out))
         mid, new_index = _sort(mid)
-        self.irreps_mid = mid
         self.num_neighbors = c.num_neighbors
         off_in, off_mid = _offsets(irreps_in), _offsets(mid)
         # The edge product's output in this class's own layout: per input irrep (in
@@ -589,8 +588,9 @@ class FastINSNet(torch.nn.Module):
         missing = [k for k, e in enumerate(keys) if per[e] is None]
         if missing:
             new = [conv.matrices(z[:, missing]) for conv in convs]
-            for j, k in enumerate(missing):
-                per[keys[k]] = [(a[:, j], b[:, j]) for a, b in new]
+            for j, k in enumerate(missing):   # copies: a view would keep the whole batch's
+                per[keys[k]] = [(a[:, j].contiguous(), b[:, j].contiguous())  # tensors alive
+                                for a, b in new]
         with self._matrix_lock:
             for e in keys:
                 self._matrix_cache[e] = per[e]

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from insnet_core.nn.card import ModelFileError
+from insnet_core.nn.evaluate import _max_norm, spectrum_metrics
 
 __all__ = ["NeighbourSet", "fit", "FILE", "PARAMETER_GRID"]
 
@@ -39,12 +40,6 @@ _FORMAT = 1
 #: Grid :func:`fit` searches.
 PARAMETER_GRID = {"k": (1, 2, 3), "a": (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
                   "d0": (0.1, 0.2, 0.3, 0.5, 1.0), "power": (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6)}
-
-
-def _max_norm(x):
-    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, None)
-    m = x.max(axis=-1, keepdims=True)
-    return np.where(m > 0, x / np.where(m > 0, m, 1.0), 0.0)
 
 
 class NeighbourSet:
@@ -154,7 +149,6 @@ class NeighbourSet:
 
 
 def _medians(pred, true):
-    from insnet_core.nn.evaluate import spectrum_metrics
     return {f"{k}_median": float(np.median(v)) for k, v in spectrum_metrics(pred, true).items()}
 
 
