@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from insnet_core import InputError
+from insnet_core.allocator import tune_allocator
 from insnet_core.defaults import VISION_ROUTES
 from insnet_core.nn.card import load_ensemble, unseen_elements
 from insnet_core.nn.data import graph_batch
@@ -54,6 +55,7 @@ class Predictor:
     """
 
     def __init__(self, folder, threads=None):
+        tune_allocator()   # the edge loop's blocks stay in the process (allocator.py)
         self.folder = Path(folder)
         #: every member in one module, outputs members first (nn.card.load_ensemble)
         self.network, self.card = load_ensemble(self.folder)

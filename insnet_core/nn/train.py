@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from insnet_core.allocator import tune_allocator
 from insnet_core import InputError, __version__
 from insnet_core.nn.card import dos_grid, save_members, vision_grid
 from insnet_core.nn.checkpoint import load_checkpoint, save_checkpoint
@@ -237,6 +238,7 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
     out = Path(out)
     settings = (settings or TrainSettings()).check()
     config = config or ModelConfig()
+    tune_allocator()   # autograd's large blocks stay in the process (allocator.py)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     if out.exists() and (out / "checkpoint.json").exists() and not resume:
