@@ -65,6 +65,27 @@ def test_edge_chunks_do_not_change_the_result():
     torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-8)
 
 
+def test_equal_bond_lengths_share_one_radial_evaluation():
+    """A rock-salt 2x2x2 cell has a few distinct bond lengths among hundreds of edges;
+    the radial network runs once per distinct length and the outputs still equal e3nn's."""
+    net, fast = _pair()
+    cube = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    na = np.concatenate([(cube + c) / 2 for c in np.ndindex(2, 2, 2)])
+    frac = np.concatenate([na, (na + [0.25, 0, 0]) % 1.0])
+    graph = build_graph(np.eye(3) * 11.2, ["Na"] * 32 + ["Cl"] * 32, frac, cutoff=6.0)
+    batch = graph_batch([graph])
+    chunks = fast._edges(batch)
+    distinct = sum(len(emb) for _, _, _, emb, _ in chunks)
+    assert sum(len(src) for src, *_ in chunks) == graph.n_edges
+    assert distinct < graph.n_edges / 50      # lengths are shared ...
+    assert any(rows is not None for *_, rows in chunks)
+    with torch.no_grad():
+        want, got = net(batch, features=True), fast(batch, features=True)
+    for key in want:                           # ... and nothing changes
+        scale = float(want[key].abs().max())
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6 * scale, msg=key)
+
+
 def test_shipped_model_equal_through_both_networks():
     from insnet_core.nn.graph import graph_of_structure
     from insnet_core.structure import read_structure
