@@ -37,6 +37,8 @@ operations (``A_{g k} = R_g A_k R_g^T``), equals the full-zone sum.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from insnet_core.units import HBAR2_OVER_2AMU, KB_MEV_PER_K
@@ -173,15 +175,20 @@ def axis_projection_coefficients(axes):
     return c
 
 
+@lru_cache(maxsize=4)
 def _octant_quadrature(points=SPHERE_POINTS):
-    """Unit directions (n, 3) and weights (n,) summing to 1 over one octant of the sphere."""
+    """Unit directions (n, 3) and weights (n,) summing to 1 over one octant of the sphere
+    (computed once per ``points``; read-only arrays)."""
     x, w = np.polynomial.legendre.leggauss(points)
     cos_t, w_t = 0.5 * (x + 1.0), 0.5 * w                 # cos(theta) on [0, 1]
     phi, w_p = 0.25 * np.pi * (x + 1.0), 0.5 * w          # phi on [0, pi/2], weights sum 1
     sin_t = np.sqrt(1.0 - cos_t ** 2)
     dirs = np.stack([np.outer(sin_t, np.cos(phi)), np.outer(sin_t, np.sin(phi)),
                      np.outer(cos_t, np.ones_like(phi))], axis=-1).reshape(-1, 3)
-    return dirs, np.outer(w_t, w_p).ravel()
+    weights = np.outer(w_t, w_p).ravel()
+    dirs.setflags(write=False)
+    weights.setflags(write=False)
+    return dirs, weights
 
 
 def _sphere_average(principal, q2, dirs, weights, chunk=8):

@@ -41,6 +41,9 @@ bin, so any bins (logarithmic included) receive exactly the weight they cover.
 """
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from math import factorial
 
@@ -387,9 +390,36 @@ def broadening_matrix(grid_energies, fwhm, edges, cutoff=8.0):
                              shape=(grid_energies.size, n_edges - 1))
 
 
-def _times(values, kernel):
-    """``values @ kernel`` for dense 1D/2D ``values`` and a sparse kernel, as a dense array."""
-    return np.asarray((kernel.T @ np.asarray(values).T).T)
+def _times(values, kernel_t):
+    """``values @ kernel`` for dense 1D/2D ``values``, given the sparse kernel transposed
+    (``kernel_t``: (n_bins, n_rows) CSR, :func:`_kernel`), as a dense array."""
+    return np.asarray((kernel_t @ np.asarray(values).T).T)
+
+
+#: Resolution kernels kept (transposed) for reuse: an instrument's bins and resolution
+#: are the same for every crystal and ensemble member, the grid for every crystal with
+#: the same window.
+KERNEL_CACHE = 16
+_kernels = OrderedDict()
+_kernels_lock = threading.Lock()
+
+
+def _kernel(grid, fwhm, edges):
+    """:func:`broadening_matrix` transposed, (n_bins, n_grid) CSR, from a small cache
+    keyed by the exact bytes of its three inputs."""
+    key = hashlib.blake2b(b"".join(np.ascontiguousarray(a, dtype=float).tobytes() + b"|"
+                                   for a in (grid, fwhm, edges)), digest_size=16).digest()
+    with _kernels_lock:
+        found = _kernels.get(key)
+        if found is not None:
+            _kernels.move_to_end(key)
+            return found
+    kernel_t = broadening_matrix(grid, fwhm, edges).T.tocsr()
+    with _kernels_lock:
+        _kernels[key] = kernel_t
+        while len(_kernels) > KERNEL_CACHE:
+            _kernels.popitem(last=False)
+    return kernel_t
 
 
 def _window_half_width(ingredients, edges, fwhm_max, temperature):
@@ -455,9 +485,9 @@ def _prepare(ing, energy_edges, fwhm_func, temperature, orders, include_elastic,
              orders_cache=None):
     """Orders on the grid and the resolution kernel onto the output bins.
 
-    Returns ``(stack, msd, first_order, fundamentals, grid, rows, kernel)``:
+    Returns ``(stack, msd, first_order, fundamentals, grid, rows, kernel_t)``:
     only grid points ``grid[rows]`` within 6 FWHM of the output range enter
-    ``kernel``; ``fundamentals`` is None for isotropic ingredients. ``orders_cache``
+    ``kernel_t`` (transposed, :func:`_kernel`); ``fundamentals`` is None for isotropic ingredients. ``orders_cache``
     (a dict, for calls on the same ingredients) keeps the orders of each grid window:
     an instrument's banks share them when their windows agree (at T > 0 the window
     is the DOS's, whatever the bank's resolution).
@@ -477,8 +507,8 @@ def _prepare(ing, energy_edges, fwhm_func, temperature, orders, include_elastic,
     fwhm = np.asarray(fwhm_func(grid), dtype=float)
     reach = 6.0 * fwhm
     rows = np.nonzero((grid + reach >= energy_edges[0]) & (grid - reach <= energy_edges[-1]))[0]
-    kern = broadening_matrix(grid[rows], fwhm[rows], energy_edges)
-    return stack, msd, first, fundamentals, grid, rows, kern
+    return stack, msd, first, fundamentals, grid, rows, _kernel(grid[rows], fwhm[rows],
+                                                                energy_edges)
 
 
 def _partition(ingredients, by):
@@ -576,7 +606,7 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
     pref = ing.cross_sections * ing.n_atoms / (4 * np.pi)
     parts = _partition(ing, by)
     dw = np.exp(-q2[None, :] * msd[:, None]) * valid[None, :]     # (n_groups, n_rows)
-    out = {}
+    keys, rows_out = [], []
     for k, arr in enumerate(stack):
         n = k + first
         if n == 1 and fund is not None:                              # anisotropic fundamentals
@@ -585,5 +615,7 @@ def compute_trajectory(ingredients, q_of_energy, energy_edges, fwhm_func, temper
         else:
             sticks = pref[:, None] * arr[:, rows] * dw * (q2 ** n / factorial(n))[None, :]
         for key, members in parts:
-            out[(key, n)] = _times(sticks[members].sum(axis=0), kern)
-    return out
+            keys.append((key, n))
+            rows_out.append(sticks[members].sum(axis=0))
+    broadened = _times(np.stack(rows_out), kern)      # every (part, order) in one product
+    return {key: broadened[i] for i, key in enumerate(keys)}

@@ -191,3 +191,23 @@ def test_banks_sharing_orders_give_what_separate_calls_give(sif4_ingredients, te
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
     assert 1 <= len(cache) <= 2   # the first two banks have the same window: one entry
+
+
+def test_cached_resolution_kernel_is_the_broadening_matrix(sif4_ingredients):
+    from insnet_core import incoherent
+    grid = np.arange(0.0, 80.0, 0.1)
+    edges = np.arange(2.0, 70.0, 0.7)
+    fwhm = 0.5 + 0.02 * grid
+    first = incoherent._kernel(grid, fwhm, edges)
+    want = incoherent.broadening_matrix(grid, fwhm, edges).T.toarray()
+    np.testing.assert_array_equal(first.toarray(), want)
+    assert incoherent._kernel(grid.copy(), fwhm.copy(), edges.copy()) is first   # reused
+    other = incoherent._kernel(grid, fwhm * 1.5, edges)       # another resolution: its own
+    assert other is not first
+    assert not np.allclose(other.toarray(), want)
+    # a spectrum computed with a cached kernel equals the first computation exactly
+    q = lambda e: 0.5 + 0.1 * np.asarray(e)                   # noqa: E731
+    a = compute_trajectory(sif4_ingredients, q, edges, flat(1.2), orders=3)
+    b = compute_trajectory(sif4_ingredients, q, edges, flat(1.2), orders=3)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
