@@ -265,7 +265,7 @@ def _add_predict_parser(sub):
     pr.add_argument("--vision-route", choices=VISION_ROUTES, default=None,
                     help="VISION from the engine on the predicted partial DOS, from the "
                          "network's VISION head, or the head blended with the nearest "
-                         "training crystals' spectra (default: the model card's choice)")
+                         "database crystals' spectra (default: the model card's choice)")
     pr.add_argument("--route", dest="map_route", choices=("partials", "ae"), default=None,
                     help="maps (SEQUOIA, ideal2d): the engine on the predicted partial DOS, or "
                          "the autoencoder route (latent heads + ONNX decoder; total only). "
@@ -557,15 +557,20 @@ def _add_evaluate_parser(sub):
 
 def _add_neighbours_parser(sub):
     nb = sub.add_parser("neighbours",
-                        help="nearest-training-crystal data of a model (VISION route "
+                        help="nearest-database-crystal data of a model (VISION route "
                              "'neighbours')",
-                        description="Stores the training crystals' network features and "
+                        description="Stores the database crystals' network features and "
                                     "spectra in MODEL/neighbours.npz and fits the blend of the "
                                     "VISION head with the nearest crystals' spectra on the "
-                                    "validation split (insnet_core.nn.neighbours).")
+                                    "validation split, each validation crystal searched among "
+                                    "the others (insnet_core.nn.neighbours).")
     nb.add_argument("--db", required=True, help="database folder")
     nb.add_argument("--model", required=True, help="model folder")
     nb.add_argument("--graph-cache", default=None, help="folder for the cached graphs")
+    nb.add_argument("--pool", default="all", choices=["all", "train+validation", "train"],
+                    help="parts of the split the set holds (default all: every reference "
+                         "spectrum; fitting and evaluation leave each crystal out of its own "
+                         "search)")
     nb.add_argument("--default", action="store_true",
                     help="make 'neighbours' the card's default VISION route when its validation "
                          "median MSE is below the head's")
@@ -576,7 +581,7 @@ def run_neighbours(args):
     from insnet_core.nn.card import read_card, write_card
     from insnet_core.nn.neighbours import build
     card = build(Database(args.db), args.model, graph_cache=args.graph_cache,
-                 log=lambda m: print(m, flush=True))
+                 log=lambda m: print(m, flush=True), pool=args.pool)
     med = {r: v["mse_median"] for r, v in card["neighbours"]["validation_medians"].items()}
     if args.default and med["neighbours"] < med["head"]:
         card = read_card(args.model)

@@ -20,7 +20,7 @@ AUTO_ORDERS = "auto"
 DEFAULT_ORDERS = AUTO_ORDERS
 
 #: Method ML's VISION routes: the engine on the predicted per-element DOS, the network's
-#: VISION head, or the head blended with the nearest training crystals' spectra
+#: VISION head, or the head blended with the nearest database crystals' spectra
 #: (insnet_core.nn.predictor); a model card's ``default_vision_route`` picks one.
 VISION_ROUTES = ("partials", "head", "neighbours")
 

@@ -1,4 +1,4 @@
-"""The 'neighbours' VISION route: the head blended with the nearest training crystals."""
+"""The 'neighbours' VISION route: the head blended with the nearest database crystals."""
 import json
 import shutil
 
@@ -59,6 +59,26 @@ def test_fit_takes_neighbours_only_when_they_help():
     assert best["a"] == 0.0 and best["power"] == 1.0 and table[0]["mse_median"] == 0.0
 
 
+def test_a_crystal_of_the_set_can_be_left_out_of_its_own_search():
+    ns, feats, spectra, rng = _set()
+    idx, dist = ns.nearest(feats[[5, 9]], 2)
+    assert list(idx[:, 0]) == [5, 9] and np.all(dist[:, 0] < 1e-3)
+    left, ldist = ns.nearest(feats[[5, 9]], 2, exclude=["mp-5", None])
+    assert 5 not in left[0] and left[0, 0] == idx[0, 1]     # the next nearest moves up
+    np.testing.assert_array_equal(left[1], idx[1])           # None: nothing left out
+    assert np.all(np.isfinite(ldist))
+    out, _, bidx, _ = ns.blend(spectra[:1], feats[5:6], {"k": 1, "a": 1.0, "d0": 0.5,
+                                                         "power": 1.0}, exclude=["mp-5"])
+    assert bidx[0, 0] != 5 and not np.allclose(out[0], spectra[5], atol=1e-2)
+    # fitting with the crystals' own ids is fitting on the others: own spectra are no help
+    best, table = fit(ns, spectra[:30] * 0.5 + 0.25, feats[:30], spectra[:30],
+                      exclude=[f"mp-{i}" for i in range(30)])
+    cheat, _ = fit(ns, spectra[:30] * 0.5 + 0.25, feats[:30], spectra[:30])
+    assert cheat["a"] == 1.0 and table[0]["mse_median"] > 0.01
+    with pytest.raises(ValueError, match="exclude"):
+        ns.nearest(feats[:2], 1, exclude=["mp-1"])
+
+
 def test_save_load_round_trip_and_bad_file(tmp_path):
     ns, feats, spectra, _ = _set()
     ns.save(tmp_path)
@@ -85,9 +105,31 @@ def test_build_records_the_fit(model_with_neighbours):
     info = json.loads((folder / "card.json").read_text())["neighbours"]
     assert info == json.loads(json.dumps(card["neighbours"]))
     assert (folder / "neighbours.npz").exists() and info["training_crystals"] > 10
+    # the default pool: every part of the split, fitted leave-one-out
+    assert info["pool"] == "all" and info["leave_one_out"] is True
+    assert set(info["crystals"]) == {"train", "validation", "test"}
+    held = NeighbourSet.load(folder, info["params"]).ids
+    assert len(held) == sum(info["crystals"].values())
     med = info["validation_medians"]
     assert med["neighbours"]["mse_median"] <= med["head"]["mse_median"]
     assert med["neighbours"]["w1_median"] <= med["head"]["w1_median"]
+
+
+def test_a_training_only_pool_holds_the_training_crystals(tiny_model, tmp_path):
+    from insnet_core.dataset.reader import SPLIT_SEED, split_of
+    from insnet_core.nn.neighbours import build
+    from nn_helpers import database, small_ids
+    folder = tmp_path / "tiny-train-pool"
+    shutil.copytree(tiny_model, folder)
+    card = build(database(), folder, log=lambda m: None, ids=small_ids(60, max_atoms=4),
+                 pool="train")
+    info = card["neighbours"]
+    assert info["pool"] == "train" and info["leave_one_out"] is False
+    ids = NeighbourSet.load(folder, info["params"]).ids
+    assert ids and all(split_of(m, SPLIT_SEED) == "train" for m in ids)
+    with pytest.raises(ValueError, match="pool"):
+        build(database(), folder, log=lambda m: None, ids=small_ids(60, max_atoms=4),
+              pool="everything")
 
 
 def test_predictor_route_names_the_nearest_crystal(model_with_neighbours):
@@ -98,16 +140,16 @@ def test_predictor_route_names_the_nearest_crystal(model_with_neighbours):
     folder, card = model_with_neighbours
     pred = Predictor(folder)
     ns = pred.neighbours
-    mid = ns.ids[0]                                 # a training crystal: distance 0
+    mid = ns.ids[0]                                 # a crystal of the set: distance 0
     s = structure_of(mid)
     vision = Settings.check("VISION")
     res = pred.simulate(s, vision, vision_route="neighbours")
-    note = res.total.metadata["nearest_training_crystal"]
+    note = res.total.metadata["nearest_database_crystal"]
     assert res.total.metadata["vision_route"] == "neighbours"
     assert mid in note and "distance 0.000" in note
     assert np.all(np.isfinite(res.total.values)) and np.all(res.total.errors >= 0)
     head = pred.simulate(s, vision, vision_route="head")
-    assert "nearest_training_crystal" not in head.total.metadata
+    assert "nearest_database_crystal" not in head.total.metadata
     # the same integral (the partials route's scale) whatever the route
     avg = list(res.total.labels).index("average")
     assert np.nansum(res.total.values[avg]) == pytest.approx(np.nansum(head.total.values[avg]),
@@ -137,7 +179,7 @@ def test_route_through_predict_and_the_algorithm(model_with_neighbours, known):
              VisionRoute="Neighbours", OutputWorkspace="nb_nb")
     run = ws.getRun()
     assert run.getProperty("vision_route").value == "neighbours"
-    assert "nearest training crystal mp-" in run.getProperty("nearest_training_crystal").value
+    assert "nearest database crystal mp-" in run.getProperty("nearest_database_crystal").value
     # a route that cannot apply is named, never dropped
     problems = find_problems(known, method="ML", model=str(folder), instrument="SEQUOIA",
                              ei=160.0, vision_route="head")
@@ -174,8 +216,8 @@ def test_route_is_invariant_under_supercell_and_rotation(model_with_neighbours, 
     ref = pred.simulate(s, vision, vision_route="neighbours").total
     for other, per_cell in ((big, 8.0), (turned, 1.0)):
         got = pred.simulate(other, vision, vision_route="neighbours").total
-        assert got.metadata["nearest_training_crystal"].split(" (")[0] == \
-            ref.metadata["nearest_training_crystal"].split(" (")[0]
+        assert got.metadata["nearest_database_crystal"].split(" (")[0] == \
+            ref.metadata["nearest_database_crystal"].split(" (")[0]
         np.testing.assert_allclose(got.values / per_cell, ref.values, rtol=2e-4,
                                    atol=2e-4 * np.nanmax(ref.values))
 
@@ -212,7 +254,7 @@ def test_structure_far_from_the_training_crystals_is_warned(model_with_neighbour
     pred = Predictor(folder)
     res = pred.simulate(s, Settings.check("VISION"))
     d = pred.neighbours.nearest(pred.raw([s])[0]["neighbour_features"][None], 1)[1][0, 0]
-    warned = "far from every training crystal" in res.total.metadata.get("warnings", "")
+    warned = "far from every database crystal" in res.total.metadata.get("warnings", "")
     assert warned == (d > q["q99"])                   # warned exactly when it is that far
     strict = tmp_path / "strict"
     shutil.copytree(folder, strict)
@@ -221,5 +263,5 @@ def test_structure_far_from_the_training_crystals_is_warned(model_with_neighbour
     (strict / "card.json").write_text(json.dumps(c))
     for inst in ("VISION", "Ideal2D"):                 # every instrument, every route
         res = Predictor(strict).simulate(s, Settings.check(inst))
-        assert "far from every training crystal" in res.total.metadata["warnings"]
+        assert "far from every database crystal" in res.total.metadata["warnings"]
         assert "extrapolation" in res.total.metadata["warnings"]

@@ -6,7 +6,7 @@ every crystal of the chosen split part and compares it with the database
 target. Routes per model: ``head`` (head (a), the network's VISION output);
 for models with the DOS head, ``partials`` (head (b)'s per-element DOS through
 the engine); for models with nearest-crystal data, ``neighbours`` (the head
-blended with the nearest training crystals' spectra, :mod:`insnet_core.nn.neighbours`).
+blended with the nearest database crystals' spectra, :mod:`insnet_core.nn.neighbours`).
 Baselines in the same run: ``mean`` (the mean max-normalised training spectrum)
 and ``oracle`` (the true DOS coarsened to the DOS head's grid, through the engine:
 the ceiling of the partials route).
@@ -151,8 +151,9 @@ def evaluate(db, model_folders, part="test", split_seed=None, limit=0, log=print
             routes[f"{name}:head"] = np.concatenate(heads["head"])
         nb_weight = None
         if heads["features"]:
+            # a crystal the set holds is measured against the set's other crystals
             routes[f"{name}:neighbours"], nb_weight, _, _ = pred.neighbours.blend(
-                routes[f"{name}:head"], np.concatenate(heads["features"]))
+                routes[f"{name}:head"], np.concatenate(heads["features"]), exclude=ids)
         if heads["head_std"]:
             std = np.concatenate(heads["head_std"])
             calibration[name] = {

@@ -13,7 +13,7 @@
   per-bin standard deviation as the spectrum errors. For VISION the card's
   ``default_vision_route`` may choose head (a) instead: its shape, put on the
   absolute scale of the partials route's VISION spectrum; or ``neighbours``: head (a)
-  blended with the spectra of the nearest training crystals
+  blended with the spectra of the nearest database crystals
   (:mod:`insnet_core.nn.neighbours`, for a model folder that has them).
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Predictor:
         scale, floor = float(cal.get("value", 1.0)), float(cal.get("floor", 0.0))
         self.sigma_scale = scale if np.isfinite(scale) and scale > 0 else 1.0
         self.sigma_floor = floor if np.isfinite(floor) and floor > 0 else 0.0
-        #: the training crystals' features and spectra (the 'neighbours' VISION route)
+        #: the database crystals' features and spectra (the 'neighbours' VISION route)
         self.neighbours, self.neighbour_sigma, self.far_distance = None, (1.0, 0.0), None
         info = self.card.get("neighbours")
         if isinstance(info, dict) and "vision" in self.config.heads:
@@ -120,8 +120,9 @@ class Predictor:
         return out
 
     def _far_warning(self, structure, features):
-        """A warning when the network places the structure farther from every training
-        crystal than 99 % of the validation crystals are (None otherwise)."""
+        """A warning when the network places the structure farther from every crystal of
+        the neighbour set than 99 % of the validation crystals are from their nearest
+        other crystal (None otherwise)."""
         if self.far_distance is None:
             return None
         idx, dist = self.neighbours.nearest(features[None, :], 1)
@@ -129,9 +130,9 @@ class Predictor:
         if d <= self.far_distance:
             return None
         src = structure.source or "structure"
-        return (f"{src}: far from every training crystal in the network's feature space "
+        return (f"{src}: far from every database crystal in the network's feature space "
                 f"(distance {d:.2f} to the nearest, {self.neighbours.ids[int(idx[0, 0])]}; 99 % "
-                f"of the validation crystals are within {self.far_distance:.2f}): the "
+                f"of the validation crystals are within {self.far_distance:.2f} of another): the "
                 "prediction is an extrapolation")
 
     # ------------------------------------------------------------ raw outputs
@@ -246,7 +247,7 @@ class Predictor:
                 "errors": self._errors_note() if self.n_members > 1
                 else "none (single model)"}
         if note:
-            meta["nearest_training_crystal"] = note
+            meta["nearest_database_crystal"] = note
         if entry["warnings"]:
             meta["warnings"] = " | ".join(entry["warnings"])
         for spec in [total] + list(by_element.values()) + list(by_order.values()):

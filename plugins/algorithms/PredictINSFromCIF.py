@@ -112,7 +112,7 @@ class PredictINSFromCIF(PythonAlgorithm):
         self.declareProperty(
             "VisionRoute", "Default", validator=StringListValidator(support.VISION_ROUTE_CHOICES),
             doc="Method ML, VISION: Neighbours = the network's VISION head blended with the "
-                "spectra of the nearest training crystals (the log nearest_training_crystal "
+                "spectra of the nearest database crystals (the log nearest_database_crystal "
                 "names the one it leans on); Head = the VISION head alone; Partials = the "
                 "physics engine on the predicted partial DOS. Default: the model card's "
                 "choice (the lowest median MSE measured).")
