@@ -324,6 +324,9 @@ def _add_train_parser(sub):
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--compact", action="store_true",
                    help="checkpoints without optimiser moments (smaller, for committing)")
+    t.add_argument("--average-weights", action="store_true",
+                   help="the model is the mean of the weights at the end of every epoch "
+                        "(weight averaging; for fine-tuning with --init and --gamma 1)")
 
 
 def run_train(args):
@@ -350,11 +353,11 @@ def run_train(args):
                              max_train=args.max_train, max_hours=args.max_hours,
                              threads=args.threads, compact=args.compact,
                              vision_loss=args.vision_loss, init=args.init,
-                             device=args.device)
+                             device=args.device, average_weights=args.average_weights)
     card = train(Database(args.db), args.out, config, settings, resume=args.resume,
                  graph_cache=args.graph_cache, log=lambda m: print(m, flush=True))
     if card is not None:
-        print(f"wrote model {args.out} (best epoch {card['training']['best_epoch']})")
+        print(f"wrote model {args.out} ({card['training']['weights']})")
     return 0
 
 

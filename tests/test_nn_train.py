@@ -236,3 +236,34 @@ def test_resume_of_a_run_from_before_newer_settings(tmp_path, ids):
         train(database(), tmp_path / "old", ModelConfig(**TINY),
               TrainSettings(epochs=3, batch_size=8, lr=0.01, seed=5, vision_loss="rmse"),
               ids=ids, resume=True, log=lambda m: None)
+
+
+def test_weight_averaging_keeps_the_mean_of_each_epochs_weights(run, tmp_path, ids,
+                                                                 one_thread):
+    """--average-weights: the model is the mean of the weights at the end of each epoch
+    (the same runs without averaging give those weights: the checkpoint holds them)."""
+    import torch
+    from safetensors.torch import load_file
+    out, _ = run
+    base = dict(batch_size=8, lr=0.003, gamma=1.0, seed=7, init=str(out), threads=one_thread,
+                patience=50)
+    ends = []
+    for n in (1, 2, 3):
+        folder = tmp_path / f"plain{n}"
+        train(database(), folder, ModelConfig(**TINY), TrainSettings(epochs=n, **base),
+              ids=ids, log=lambda m: None)
+        ckpt = load_file(str(folder / "checkpoint.safetensors"))
+        ends.append({k[6:]: v for k, v in ckpt.items() if k.startswith("model.")})
+    card = train(database(), tmp_path / "avg", ModelConfig(**TINY),
+                 TrainSettings(epochs=3, average_weights=True, **base), ids=ids,
+                 log=lambda m: None)
+    assert card["training"]["weights"].startswith("mean of the weights at the end of epochs 1-3")
+    assert all("validation_average" in h for h in card["history"])
+    got = load_file(str(tmp_path / "avg" / "weights.safetensors"))
+    moved = 0
+    for k, v in got.items():
+        if v.is_floating_point():
+            want = sum(e[k].double() for e in ends) / 3
+            torch.testing.assert_close(v.double(), want, rtol=1e-5, atol=1e-6, msg=k)
+            moved += int(not torch.equal(ends[0][k], ends[2][k]))
+    assert moved > 0          # the epochs' weights differ: the mean is not any one of them

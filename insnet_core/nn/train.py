@@ -77,6 +77,7 @@ class TrainSettings:
     vision_loss: str = "mse"
     init: str = ""            # a model folder whose weights start the run ("" : random)
     device: str = "cpu"       # 'cpu', 'cuda' or 'auto' (cuda when torch sees a GPU)
+    average_weights: bool = False   # the model = mean of the weights at each epoch's end
 
     def check(self):
         if self.device not in ("cpu", "cuda", "auto"):
@@ -341,6 +342,9 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
         train_loss = state["train_sum"] / max(state["train_count"], 1)
         state["history"].append({"epoch": ep + 1, "train": train_loss, "validation": val,
                                  "lr": opt.param_groups[0]["lr"], "seconds": state["seconds"]})
+        if settings.average_weights:
+            state["history"][-1]["validation_average"] = _average_epoch(
+                out, model, state, config, gs, val_pos, settings, device)
         if val["total"] < state["best"]:
             state.update(best=val["total"], best_epoch=ep + 1, bad_epochs=0)
             from safetensors.torch import save_file
@@ -366,13 +370,44 @@ def train(db, out, config=None, settings=None, resume=False, graph_cache=None, l
     return finish(db, out, gs, parts, train_pos, config, settings, state)
 
 
+def _average_epoch(out, model, state, config, gs, val_pos, settings, device):
+    """Fold this epoch's weights into the running mean (``average.safetensors``, the
+    count in ``state['averaged_epochs']``) and return the mean's validation loss.
+
+    Stochastic weight averaging: the mean of the weights a constant learning rate visits
+    around a minimum generalises better than any one of them. Meant for fine-tuning a
+    trained model (``--init``, ``--gamma 1``), where every epoch's weights are good.
+    """
+    from safetensors.torch import load_file, save_file
+
+    path = out / "average.safetensors"
+    n = int(state.get("averaged_epochs", 0))
+    now = {k: v.detach().cpu().double() for k, v in model.state_dict().items()}
+    if n and path.exists():
+        mean = {k: v.double() for k, v in load_file(str(path)).items()}
+        now = {k: mean[k] + (now[k] - mean[k]) / (n + 1) for k in now}
+    elif n:
+        raise InputError(f"{path} is missing: the weight average of {n} epochs cannot go on "
+                         "(start the run again)")
+    typed = {k: v.to(model.state_dict()[k].dtype).contiguous() for k, v in now.items()}
+    save_file(typed, str(path))
+    state["averaged_epochs"] = n + 1
+    averaged = INSNet(config)
+    averaged.load_state_dict(typed)
+    averaged.to(device)
+    return _evaluate_loss(averaged, gs, val_pos, 32, settings.vision_loss, device)
+
+
 def finish(db, out, gs, parts, train_pos, config, settings, state):
-    """Write the model folder (best weights + card) at the end of a run."""
+    """Write the model folder (best weights, or the weight average, + card) at the end of
+    a run."""
     from safetensors.torch import load_file
 
     model = INSNet(config)
     best = out / "best.safetensors"
-    if not best.exists():  # a committed run keeps only weights.safetensors (the same tensors)
+    if settings.average_weights and (out / "average.safetensors").exists():
+        best = out / "average.safetensors"
+    elif not best.exists():  # a committed run keeps only weights.safetensors (same tensors)
         best = out / "weights.safetensors"
     model.load_state_dict(load_file(str(best)))
     elements = gs.elements(train_pos)
@@ -391,6 +426,10 @@ def finish(db, out, gs, parts, train_pos, config, settings, state):
         "training": dict(asdict(settings), best_epoch=state["best_epoch"],
                          epochs_run=state["epoch"], seconds=round(state["seconds"], 1),
                          best_validation=state["best"],
+                         weights=(f"mean of the weights at the end of epochs 1-"
+                                  f"{state.get('averaged_epochs', 0)} (weight averaging)"
+                                  if best.name == "average.safetensors"
+                                  else f"best epoch ({state['best_epoch']})"),
                          loss={"vision": settings.vision_loss, "vision_scale": VISION_SCALE,
                                "w1_scale_meV": W1_SCALE, "moment_weight": MOMENT_WEIGHT}),
         "history": state["history"],
