@@ -176,8 +176,8 @@ def test_shipped_ensemble_equals_its_members():
         got = joint(batch)
         for k, m in enumerate(members):
             want = m(batch)
-            for key in ("vision", "dos"):
-                torch.testing.assert_close(got[key][k], want[key], rtol=1e-5, atol=1e-7)
+            for key in ("vision", "dos"):   # (float32 sums in another order: 1e-6 of max)
+                torch.testing.assert_close(got[key][k], want[key], rtol=1e-5, atol=1e-6)
 
 
 def test_prediction_does_not_import_e3nn():
