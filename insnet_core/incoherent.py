@@ -488,7 +488,8 @@ def _prepare(ing, energy_edges, fwhm_func, temperature, orders, include_elastic,
 
     Returns ``(stack, msd, first_order, fundamentals, grid, rows, kernel_t)``:
     only grid points ``grid[rows]`` within 6 FWHM of the output range enter
-    ``kernel_t`` (transposed, :func:`_kernel`); ``fundamentals`` is None for isotropic ingredients. ``orders_cache``
+    ``kernel_t`` (transposed, :func:`_kernel`); ``fundamentals`` is None for isotropic
+    ingredients. ``orders_cache``
     (a dict, for calls on the same ingredients) keeps the orders of each grid window:
     an instrument's banks share them when their windows agree (at T > 0 the window
     is the DOS's, whatever the bank's resolution).

@@ -132,8 +132,8 @@ class Predictor:
         src = structure.source or "structure"
         return (f"{src}: far from every database crystal in the network's feature space "
                 f"(distance {d:.2f} to the nearest, {self.neighbours.ids[int(idx[0, 0])]}; 99 % "
-                f"of the validation crystals are within {self.far_distance:.2f} of another): the "
-                "prediction is an extrapolation")
+                f"of the validation crystals are within {self.far_distance:.2f} of another): "
+                "the prediction is an extrapolation")
 
     # ------------------------------------------------------------ raw outputs
     def raw(self, structures, max_atoms=MAX_ATOMS, cache=True, features=False):
